@@ -1,0 +1,339 @@
+// Package oauth is tokd's client of an OAuth2 token endpoint: an OCI IAM
+// identity domain's /oauth2/v1/token, or any server implementing RFC 6749
+// and RFC 7523.
+//
+// It signs assertions (assertion.go), authenticates the client with a
+// secret or a client assertion (auth.go), speaks the jwt-bearer,
+// client_credentials and refresh_token grants (this file), turns every
+// failure into one typed *Error (errors.go) and reads the token file that
+// the OCI Console's "Download token" button saves (tokfile.go).
+//
+// The package knows nothing of caches: each call is one token request.
+package oauth
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Grant types (RFC 6749 §4.4, §6; RFC 7523 §2.1).
+const (
+	GrantJWTBearer         = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+	GrantClientCredentials = "client_credentials"
+	GrantRefreshToken      = "refresh_token"
+)
+
+// Token is an access token as received, with its absolute expiry.
+type Token struct {
+	AccessToken  string
+	TokenType    string // "Bearer" unless the server says otherwise
+	RefreshToken string // empty when none was issued
+	Scope        string // the granted scope, when the server says
+	IssuedAt     time.Time
+	Expiry       time.Time
+}
+
+// Valid reports whether the token is still usable at now.
+func (t *Token) Valid(now time.Time) bool {
+	return t != nil && t.AccessToken != "" && now.Before(t.Expiry)
+}
+
+// Client sends token requests to one token endpoint.
+type Client struct {
+	TokenURL   string
+	Auth       ClientAuth
+	HTTPClient *http.Client     // nil: NewHTTPClient(nil, 0)
+	Now        func() time.Time // nil: time.Now
+	UserAgent  string           // empty: "tokd"
+}
+
+// MaxResponseBytes bounds the body read from a token endpoint.
+const MaxResponseBytes = 1 << 20
+
+// DefaultTimeout bounds one token request when the caller's context does not.
+const DefaultTimeout = 30 * time.Second
+
+// JWTBearer requests a token with the jwt-bearer grant: user is signed
+// afresh for this request and sent as the assertion.
+func (c *Client) JWTBearer(ctx context.Context, user *Assertion, scopes []string) (*Token, error) {
+	signed, err := user.Sign(c.now())
+	if err != nil {
+		return nil, err
+	}
+	form := url.Values{"grant_type": {GrantJWTBearer}, "assertion": {signed}}
+	setScope(form, scopes)
+	return c.do(ctx, form)
+}
+
+// ClientCredentials requests a token with the client_credentials grant.
+func (c *Client) ClientCredentials(ctx context.Context, scopes []string) (*Token, error) {
+	form := url.Values{"grant_type": {GrantClientCredentials}}
+	setScope(form, scopes)
+	return c.do(ctx, form)
+}
+
+// Refresh exchanges refreshToken for a new token. When the server rotates
+// the refresh token the returned token carries the new one; otherwise it
+// carries refreshToken again, so the result always holds the refresh token
+// to use next. scopes may be nil (the original grant's scope).
+func (c *Client) Refresh(ctx context.Context, refreshToken string, scopes []string) (*Token, error) {
+	if refreshToken == "" {
+		return nil, errors.New("refresh: no refresh token")
+	}
+	form := url.Values{"grant_type": {GrantRefreshToken}, "refresh_token": {refreshToken}}
+	setScope(form, scopes)
+	tok, err := c.do(ctx, form)
+	if err != nil {
+		return nil, err
+	}
+	if tok.RefreshToken == "" {
+		tok.RefreshToken = refreshToken
+	}
+	return tok, nil
+}
+
+func setScope(form url.Values, scopes []string) {
+	if len(scopes) > 0 {
+		form.Set("scope", strings.Join(scopes, " "))
+	}
+}
+
+func (c *Client) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+func (c *Client) httpClient() *http.Client {
+	if c.HTTPClient != nil {
+		return c.HTTPClient
+	}
+	return defaultHTTPClient
+}
+
+var defaultHTTPClient = NewHTTPClient(nil, 0)
+
+// do sends one token request and parses the answer.
+func (c *Client) do(ctx context.Context, form url.Values) (*Token, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
+		defer cancel()
+	}
+	h := make(http.Header)
+	if c.Auth != nil {
+		if err := c.Auth.Authenticate(h, form, c.now()); err != nil {
+			return nil, fmt.Errorf("client authentication: %w", err)
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.TokenURL, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, fmt.Errorf("token request: %w", err)
+	}
+	req.Header = h
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded;charset=UTF-8")
+	req.Header.Set("Accept", "application/json")
+	ua := c.UserAgent
+	if ua == "" {
+		ua = "tokd"
+	}
+	req.Header.Set("User-Agent", ua)
+
+	resp, err := c.httpClient().Do(req)
+	if err != nil {
+		return nil, networkError(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
+	received := c.now()
+	if err != nil {
+		return nil, networkError(fmt.Errorf("reading the response: %w", err))
+	}
+	if len(body) > MaxResponseBytes {
+		return nil, &Error{StatusCode: resp.StatusCode, Retryable: resp.StatusCode >= 500,
+			Description: fmt.Sprintf("response body larger than %d bytes", MaxResponseBytes)}
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return nil, ParseErrorResponse(resp.StatusCode, resp.Header, body, received)
+	}
+	return ParseTokenResponse(resp.StatusCode, body, received)
+}
+
+// networkError wraps a transport failure as a retryable *Error, keeping
+// the request URL's query out of the message.
+func networkError(err error) *Error {
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		err = fmt.Errorf("%s %s: %w", strings.ToLower(uerr.Op), redactURL(uerr.URL), uerr.Err)
+	}
+	desc := "network error"
+	var nerr net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &nerr) && nerr.Timeout()) {
+		desc = "timeout"
+	}
+	return &Error{Description: desc, Retryable: true, Err: err}
+}
+
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	u.User = nil
+	u.RawQuery = ""
+	u.Fragment = ""
+	return u.String()
+}
+
+// tokenResponse is the RFC 6749 §5.1 success body, plus the identity
+// domain's multi-resource-server form.
+type tokenResponse struct {
+	AccessToken    string          `json:"access_token"`
+	TokenType      string          `json:"token_type"`
+	ExpiresIn      json.RawMessage `json:"expires_in"`
+	RefreshToken   string          `json:"refresh_token"`
+	Scope          string          `json:"scope"`
+	TokenResponses json.RawMessage `json:"tokenResponses"`
+}
+
+// maxLifetime bounds a token lifetime the client accepts (the identity
+// domain's maximum is one year).
+const maxLifetime = 366 * 24 * time.Hour
+
+// ParseTokenResponse reads a 2xx token response received at now. The
+// expiry is absolute: now + expires_in, or the access token's JWT exp when
+// expires_in is absent.
+func ParseTokenResponse(status int, body []byte, now time.Time) (*Token, error) {
+	var r tokenResponse
+	if err := json.Unmarshal(body, &r); err != nil {
+		return nil, &Error{StatusCode: status, Retryable: true,
+			Description: fmt.Sprintf("unreadable token response (%d bytes): %v", len(body), err)}
+	}
+	if len(r.TokenResponses) > 0 && string(r.TokenResponses) != "null" {
+		return nil, &Error{StatusCode: status, Description: multiResourceHelp, Err: ErrMultiResource}
+	}
+	if r.AccessToken == "" {
+		return nil, &Error{StatusCode: status, Retryable: true, Description: "token response without access_token"}
+	}
+	tok := &Token{
+		AccessToken:  r.AccessToken,
+		TokenType:    r.TokenType,
+		RefreshToken: r.RefreshToken,
+		Scope:        r.Scope,
+		IssuedAt:     now,
+	}
+	switch {
+	case tok.TokenType == "", strings.EqualFold(tok.TokenType, "bearer"):
+		tok.TokenType = "Bearer"
+	}
+	lifetime, err := parseExpiresIn(r.ExpiresIn)
+	if err != nil {
+		return nil, &Error{StatusCode: status, Description: err.Error()}
+	}
+	if lifetime > 0 {
+		tok.Expiry = now.Add(lifetime)
+		return tok, nil
+	}
+	exp, err := JWTExpiry(r.AccessToken)
+	if err != nil {
+		return nil, &Error{StatusCode: status,
+			Description: "token response has no expires_in and the access token carries no readable exp: " + err.Error()}
+	}
+	tok.Expiry = exp
+	return tok, nil
+}
+
+// parseExpiresIn reads expires_in as a JSON number or numeric string. It
+// returns 0 when the field is absent.
+func parseExpiresIn(raw json.RawMessage) (time.Duration, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return 0, nil
+	}
+	text := string(raw)
+	if s := jsonString(raw); s != "" {
+		text = s
+	}
+	secs, err := strconv.ParseFloat(text, 64)
+	if err != nil {
+		return 0, fmt.Errorf("expires_in is not a number: %.40q", string(raw))
+	}
+	d := time.Duration(secs * float64(time.Second))
+	if secs <= 0 || d > maxLifetime || d < time.Second {
+		return 0, fmt.Errorf("expires_in out of range: %s", text)
+	}
+	return d, nil
+}
+
+// JWTExpiry returns the exp claim of a JWT without verifying its
+// signature: tokd only needs to know when the token stops being useful.
+func JWTExpiry(token string) (time.Time, error) {
+	_, exp, err := jwtTimes(token)
+	return exp, err
+}
+
+// jwtTimes returns the iat (zero when absent) and exp claims of an
+// unverified JWT; a missing exp is an error.
+func jwtTimes(token string) (iat, exp time.Time, err error) {
+	claims := jwt.MapClaims{}
+	if _, _, err := jwt.NewParser().ParseUnverified(token, claims); err != nil {
+		return iat, exp, fmt.Errorf("not a JWT: %w", err)
+	}
+	e, err := claims.GetExpirationTime()
+	if err != nil {
+		return iat, exp, fmt.Errorf("bad exp claim: %w", err)
+	}
+	if e == nil {
+		return iat, exp, errors.New("no exp claim")
+	}
+	if i, err := claims.GetIssuedAt(); err == nil && i != nil {
+		iat = i.Time
+	}
+	return iat, e.Time, nil
+}
+
+// NewHTTPClient returns the HTTP client for token requests: proxies from
+// HTTPS_PROXY, HTTP_PROXY and NO_PROXY (read once per process), TLS 1.2 or later
+// against the system roots plus extraRoots, and bounded time for every
+// phase. timeout 0 means DefaultTimeout.
+func NewHTTPClient(extraRoots *x509.CertPool, timeout time.Duration) *http.Client {
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	tr := &http.Transport{
+		Proxy: http.ProxyFromEnvironment,
+		DialContext: (&net.Dialer{
+			Timeout:   10 * time.Second,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		TLSClientConfig:        &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: extraRoots},
+		TLSHandshakeTimeout:    10 * time.Second,
+		ResponseHeaderTimeout:  timeout,
+		ExpectContinueTimeout:  time.Second,
+		MaxIdleConns:           16,
+		MaxIdleConnsPerHost:    2,
+		IdleConnTimeout:        90 * time.Second,
+		MaxResponseHeaderBytes: 64 << 10,
+		ForceAttemptHTTP2:      true,
+	}
+	return &http.Client{
+		Transport: tr,
+		Timeout:   timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return errors.New("token endpoint redirected; set token_url to the final address")
+		},
+	}
+}
