@@ -71,7 +71,7 @@ const DefaultTimeout = 30 * time.Second
 func (c *Client) JWTBearer(ctx context.Context, user *Assertion, scopes []string) (*Token, error) {
 	signed, err := user.Sign(c.now())
 	if err != nil {
-		return nil, err
+		return nil, localError("user assertion", err)
 	}
 	form := url.Values{"grant_type": {GrantJWTBearer}, "assertion": {signed}}
 	setScope(form, scopes)
@@ -91,7 +91,7 @@ func (c *Client) ClientCredentials(ctx context.Context, scopes []string) (*Token
 // to use next. scopes may be nil (the original grant's scope).
 func (c *Client) Refresh(ctx context.Context, refreshToken string, scopes []string) (*Token, error) {
 	if refreshToken == "" {
-		return nil, errors.New("refresh: no refresh token")
+		return nil, localError("refresh", errors.New("no refresh token"))
 	}
 	form := url.Values{"grant_type": {GrantRefreshToken}, "refresh_token": {refreshToken}}
 	setScope(form, scopes)
@@ -137,12 +137,12 @@ func (c *Client) do(ctx context.Context, form url.Values) (*Token, error) {
 	h := make(http.Header)
 	if c.Auth != nil {
 		if err := c.Auth.Authenticate(h, form, c.now()); err != nil {
-			return nil, fmt.Errorf("client authentication: %w", err)
+			return nil, localError("client authentication", err)
 		}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.TokenURL, strings.NewReader(form.Encode()))
 	if err != nil {
-		return nil, fmt.Errorf("token request: %w", err)
+		return nil, localError("token request", err)
 	}
 	req.Header = h
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded;charset=UTF-8")
@@ -154,6 +154,9 @@ func (c *Client) do(ctx context.Context, form url.Values) (*Token, error) {
 	req.Header.Set("User-Agent", ua)
 
 	resp, err := c.httpClient().Do(req)
+	if errors.Is(err, errRedirect) {
+		return nil, localError("token request", errRedirect)
+	}
 	if err != nil {
 		return nil, networkError(err)
 	}
@@ -170,7 +173,42 @@ func (c *Client) do(ctx context.Context, form url.Values) (*Token, error) {
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil, ParseErrorResponse(resp.StatusCode, resp.Header, body, received)
 	}
-	return ParseTokenResponse(resp.StatusCode, body, received)
+	if resp.StatusCode == http.StatusOK && hasErrorField(body) {
+		// Some servers answer errors with 200; the body says what it is.
+		return nil, ParseErrorResponse(resp.StatusCode, resp.Header, body, received)
+	}
+	tok, err := ParseTokenResponse(resp.StatusCode, body, received)
+	var oe *Error
+	if errors.As(err, &oe) && oe.Retryable {
+		oe.Description += " (" + contentType(resp.Header) + ")"
+	}
+	return tok, err
+}
+
+// errRedirect refuses redirects: the request carries credentials, and a
+// moved endpoint is a configuration matter, not worth retrying.
+var errRedirect = errors.New("token endpoint redirected; set token_url to the final address")
+
+// localError is a failure on tokd's side before or instead of a request:
+// not worth retrying until the configuration changes.
+func localError(what string, err error) *Error {
+	return &Error{Description: what + " failed", Err: err}
+}
+
+// hasErrorField reports whether body is a JSON object with a string
+// "error" member, the shape of an RFC 6749 §5.2 error.
+func hasErrorField(body []byte) bool {
+	var probe struct {
+		Error json.RawMessage `json:"error"`
+	}
+	return json.Unmarshal(body, &probe) == nil && jsonString(probe.Error) != ""
+}
+
+func contentType(h http.Header) string {
+	if ct := h.Get("Content-Type"); ct != "" {
+		return cleanText(ct)
+	}
+	return "no content type"
 }
 
 // networkError wraps a transport failure as a retryable *Error, keeping
@@ -332,8 +370,6 @@ func NewHTTPClient(extraRoots *x509.CertPool, timeout time.Duration) *http.Clien
 	return &http.Client{
 		Transport: tr,
 		Timeout:   timeout,
-		CheckRedirect: func(*http.Request, []*http.Request) error {
-			return errors.New("token endpoint redirected; set token_url to the final address")
-		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return errRedirect },
 	}
 }

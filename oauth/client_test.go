@@ -427,6 +427,11 @@ func TestParseErrorResponse(t *testing.T) {
 				Description: `service unavailable with a non-OAuth body (text/html, 26 bytes): "<html> <b>down</b> </html>"`},
 		},
 		{
+			name: "other invalid_scope not explained as multi-resource", status: 400,
+			body: `{"error":"invalid_scope","error_description":"the resource server X does not exist"}`,
+			want: Error{StatusCode: 400, Code: "invalid_scope", Description: "the resource server X does not exist"},
+		},
+		{
 			name: "500 server_error", status: 500, body: `{"error":"server_error"}`,
 			want: Error{StatusCode: 500, Code: "server_error", Retryable: true},
 		},
@@ -555,6 +560,60 @@ func TestRedirectRefused(t *testing.T) {
 	}
 	if len(rec.forms) != 1 {
 		t.Errorf("%d requests reached the server, want 1", len(rec.forms))
+	}
+	var oe *Error
+	if !errors.As(err, &oe) || oe.Retryable {
+		t.Errorf("err = %#v, want a permanent *Error", err)
+	}
+}
+
+func TestErrorIn200Body(t *testing.T) {
+	rec := &recorder{reply: jsonReply(200, `{"error":"invalid_grant","error_description":"user locked"}`)}
+	_, err := newTestClient(t, rec).ClientCredentials(context.Background(), nil)
+	var oe *Error
+	if !errors.As(err, &oe) {
+		t.Fatalf("err = %v, want *Error", err)
+	}
+	want := &Error{StatusCode: 200, Code: "invalid_grant", Description: "user locked"}
+	if diff := cmp.Diff(want, oe); diff != "" {
+		t.Errorf("error (-want +got):\n%s", diff)
+	}
+}
+
+func TestGarbage200NamesContentType(t *testing.T) {
+	rec := &recorder{reply: func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		io.WriteString(w, "<html>captive portal</html>")
+	}}
+	_, err := newTestClient(t, rec).ClientCredentials(context.Background(), nil)
+	var oe *Error
+	if !errors.As(err, &oe) || !oe.Retryable || !strings.Contains(err.Error(), "text/html") {
+		t.Fatalf("err = %v, want a retryable error naming text/html", err)
+	}
+}
+
+func TestLocalFailuresAreTypedAndPermanent(t *testing.T) {
+	c := &Client{TokenURL: "http://127.0.0.1:1/token", Auth: AssertionAuth{Assertion: Assertion{Issuer: "c"}}}
+	tests := []struct {
+		name string
+		call func() error
+	}{
+		{"client assertion without key", func() error { _, err := c.ClientCredentials(context.Background(), nil); return err }},
+		{"user assertion without key", func() error { _, err := c.JWTBearer(context.Background(), &Assertion{}, nil); return err }},
+		{"refresh without token", func() error { _, err := c.Refresh(context.Background(), "", nil); return err }},
+		{"bad URL", func() error {
+			_, err := (&Client{TokenURL: "://x"}).ClientCredentials(context.Background(), nil)
+			return err
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.call()
+			var oe *Error
+			if !errors.As(err, &oe) || oe.Retryable {
+				t.Fatalf("err = %#v, want a permanent *Error", err)
+			}
+		})
 	}
 }
 

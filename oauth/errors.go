@@ -144,12 +144,8 @@ func describeBody(status int, header http.Header, body []byte) string {
 	if len(trimmed) == 0 {
 		return strings.ToLower(text) + " with an empty body"
 	}
-	ct := header.Get("Content-Type")
-	if ct == "" {
-		ct = "no content type"
-	}
 	return fmt.Sprintf("%s with a non-OAuth body (%s, %d bytes): %q",
-		strings.ToLower(text), ct, len(body), cleanText(string(trimmed)))
+		strings.ToLower(text), contentType(header), len(body), cleanText(string(trimmed)))
 }
 
 // cleanText makes server-supplied text safe for one log line: valid
@@ -175,9 +171,16 @@ func cleanText(s string) string {
 	return s
 }
 
+// mentionsMultiResource reports whether an invalid_scope description is
+// about scopes from several resource servers.
 func mentionsMultiResource(desc string) bool {
 	d := strings.ToLower(desc)
-	return strings.Contains(d, "multiresourcescope") || strings.Contains(d, "resource server")
+	for _, s := range []string{"multiresourcescope", "multiple resource servers", "several resource servers", "more than one resource server"} {
+		if strings.Contains(d, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // maxRetryAfter caps a server's Retry-After, so that one bad header
