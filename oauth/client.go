@@ -27,6 +27,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tokd/tokd/token"
 )
 
 // Grant types (RFC 6749 §4.4, §6; RFC 7523 §2.1).
@@ -37,19 +39,7 @@ const (
 )
 
 // Token is an access token as received, with its absolute expiry.
-type Token struct {
-	AccessToken  string
-	TokenType    string // "Bearer" unless the server says otherwise
-	RefreshToken string // empty when none was issued
-	Scope        string // the granted scope, when the server says
-	IssuedAt     time.Time
-	Expiry       time.Time
-}
-
-// Valid reports whether the token is still usable at now.
-func (t *Token) Valid(now time.Time) bool {
-	return t != nil && t.AccessToken != "" && now.Before(t.Expiry)
-}
+type Token = token.Token
 
 // Client sends token requests to one token endpoint.
 type Client struct {
@@ -368,8 +358,8 @@ func NewHTTPClient(extraRoots *x509.CertPool, timeout time.Duration) *http.Clien
 		ForceAttemptHTTP2:      true,
 	}
 	return &http.Client{
-		Transport: tr,
-		Timeout:   timeout,
+		Transport:     tr,
+		Timeout:       timeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return errRedirect },
 	}
 }

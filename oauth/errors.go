@@ -78,6 +78,12 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// Temporary reports whether the request may succeed later (Retryable).
+func (e *Error) Temporary() bool { return e.Retryable }
+
+// RetryDelay returns RetryAfter.
+func (e *Error) RetryDelay() time.Duration { return e.RetryAfter }
+
 // permanentCodes are the RFC 6749 errors that no retry of the same
 // request can cure.
 var permanentCodes = map[string]bool{

@@ -1,0 +1,867 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/tokd/tokd/token"
+)
+
+// Fetcher obtains tokens for one profile.
+type Fetcher interface {
+	// Fetch obtains a new token. refreshToken is the current refresh token,
+	// "" when there is none. The fetcher decides between the refresh_token
+	// grant and a new assertion, and falls back to the assertion itself
+	// when the refresh token is rejected. The token must carry an absolute
+	// Expiry; a zero IssuedAt means "now". ctx is the cache's, not a
+	// caller's: it ends when the cache stops or after Options.FetchTimeout.
+	Fetch(ctx context.Context, refreshToken string) (*token.Token, error)
+}
+
+// Profile is one configured profile as the cache sees it.
+type Profile struct {
+	Name string
+	// Fingerprint identifies the settings that produce the profile's
+	// tokens. A token obtained under another fingerprint is never served.
+	Fingerprint string
+	// Fetcher obtains the profile's tokens; nil for a profile that only
+	// serves imported tokens and never refreshes them.
+	Fetcher Fetcher
+	// CanFetch reports whether Fetcher can obtain a token without a refresh
+	// token (the profile has an assertion key or a client secret). When
+	// false the profile is import-only: the cache calls Fetcher only while
+	// it holds a refresh token from Import or from the store.
+	CanFetch bool
+}
+
+// Record is a token as persisted. Its fields are those of store.Record,
+// in the same order, so the daemon converts between the two with
+// cache.Record(r) and store.Record(r).
+type Record struct {
+	Profile      string
+	TokenType    string
+	AccessToken  string
+	RefreshToken string    // may be empty
+	Scope        string    // may be empty
+	IssuedAt     time.Time // absolute
+	Expiry       time.Time // absolute
+	Fingerprint  string
+}
+
+// Store persists tokens across restarts. *store.Store fits it through a
+// two-line adapter converting Record.
+type Store interface {
+	// Put stores rec under rec.Profile, replacing any record there.
+	Put(rec Record) error
+	// Delete removes the record of profile; no record is not an error.
+	Delete(profile string) error
+}
+
+// Options configure New. Zero fields take the defaults named Default*.
+type Options struct {
+	Clock Clock // nil: the system clock
+	// Store persists every fetched or imported token; nil keeps them in
+	// memory only.
+	Store  Store
+	Logger *slog.Logger // nil: discard
+	// Rand returns a uniform float64 in [0, 1) for the refresh and backoff
+	// jitter; nil: math/rand/v2.Float64. The cache calls it with its lock
+	// held, never concurrently.
+	Rand func() float64
+
+	MinMargin          time.Duration // refresh at least max(MinMargin, L/10) before expiry (capped at L/2)
+	MinRefreshInterval time.Duration // between two successful fetches by the scheduler
+	ExpirySkew         time.Duration // stop serving min(ExpirySkew, L/10) before expiry
+	BaseBackoff        time.Duration // first retry ceiling after a retryable failure
+	MaxBackoff         time.Duration // retry ceiling
+	PermanentRetry     time.Duration // retry interval after a permanent failure
+	FetchTimeout       time.Duration // bound on one Fetch call
+}
+
+// State summarises a profile in ProfileStatus.
+type State string
+
+// The states of a profile, in the order Status checks them.
+const (
+	// StateRefreshing: a fetch is in flight.
+	StateRefreshing State = "refreshing"
+	// StateValid: Get serves a token now (LastError may still report a
+	// failing refresh of that token).
+	StateValid State = "valid"
+	// StateFailing: no token is served and the last attempt failed.
+	StateFailing State = "failing"
+	// StateExpired: the token expired and no attempt has failed since.
+	StateExpired State = "expired"
+	// StateEmpty: no token was ever obtained.
+	StateEmpty State = "empty"
+)
+
+// ProfileStatus describes one profile. It never contains token material.
+type ProfileStatus struct {
+	Name        string
+	State       State
+	ExpiresAt   time.Time // expiry of the held token; zero when none
+	LastRefresh time.Time // when this process last fetched a token; zero when never
+	NextRefresh time.Time // next automatic attempt; zero when none is planned
+	LastError   string    // error of the last attempt if it failed, else ""
+	LastErrorAt time.Time
+	Failures    int // consecutive failed attempts
+	// HasRefreshToken reports whether a refresh token is held (never its
+	// value).
+	HasRefreshToken bool
+	StoreError      string
+}
+
+// Cache holds the tokens of every profile. Its methods are safe for
+// concurrent use.
+type Cache struct {
+	clock  Clock
+	store  Store
+	log    *slog.Logger
+	rand   func() float64
+	policy policy
+	// fetchTimeout bounds one Fetch.
+	fetchTimeout time.Duration
+
+	// baseCtx is the parent of every fetch; Run cancels it on return.
+	baseCtx    context.Context
+	cancelBase context.CancelFunc
+	// fetches counts running fetch goroutines, for Run to wait on.
+	fetches sync.WaitGroup
+
+	// storeMu serialises calls to store and is taken before mu, so that a
+	// record deleted by Forget or SetProfiles is never written back by a
+	// fetch that finished meanwhile.
+	storeMu sync.Mutex
+
+	// mu guards entries, every *entry in it, running and closed.
+	mu      sync.Mutex
+	entries map[string]*entry
+	running bool // Run is scheduling refreshes
+	closed  bool // Run has returned
+
+	hooks hooks
+}
+
+// hooks let this package's tests observe the cache. They are set before
+// use and are nil in production.
+type hooks struct {
+	fetchStarted func(profile string) // called with mu held
+	fetchDone    func(profile string) // called last by a fetch goroutine
+	waiting      func(profile string) // called when Get or Refresh starts waiting
+	runStarted   func()               // called when Run has scheduled every profile
+}
+
+// entry is the state of one profile, guarded by Cache.mu.
+type entry struct {
+	profile Profile
+	// gen changes whenever the token is dropped or replaced other than by a
+	// fetch; a fetch started under another gen is discarded.
+	gen uint64
+
+	tok          *token.Token // held token, RefreshToken included; nil when none
+	refreshToken string       // used by the next fetch; may outlive tok (restored expired record)
+	serveUntil   time.Time    // tok is served before this time
+	refreshAt    time.Time    // when tok is due for refresh (jitter drawn once per token)
+	lastRefresh  time.Time    // when this process last fetched a token
+
+	failures        int       // consecutive failed attempts
+	lastErr         error     // error of the last attempt if it failed
+	lastErrAt       time.Time // when it failed
+	notBefore       time.Time // no automatic attempt before this time
+	retryAfterUntil time.Time // the server's Retry-After; not even Refresh goes before it
+	storeErr        string    // last Store error for tok, for Status
+
+	inflight *call
+	timer    Timer
+	timerAt  time.Time
+	timerSeq uint64 // identifies the armed timer; a stale callback sees another value
+}
+
+// call is one fetch in flight, shared by every Get that waits for it.
+type call struct {
+	gen    uint64
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the fields below are set
+	tok    *token.Token  // servable copy on success
+	err    error         // the fetch error, ErrClosed, or errDiscarded
+	// failedAt and retryAt are the failure time and the next automatic
+	// attempt when err is a fetch error.
+	failedAt, retryAt time.Time
+}
+
+// New returns an empty cache. Add profiles with SetProfiles.
+func New(opts Options) *Cache {
+	c := &Cache{
+		clock:        opts.Clock,
+		store:        opts.Store,
+		log:          opts.Logger,
+		rand:         opts.Rand,
+		policy:       newPolicy(opts),
+		fetchTimeout: opts.FetchTimeout,
+		entries:      make(map[string]*entry),
+	}
+	if c.clock == nil {
+		c.clock = systemClock{}
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	if c.rand == nil {
+		c.rand = rand.Float64
+	}
+	if c.fetchTimeout <= 0 {
+		c.fetchTimeout = DefaultFetchTimeout
+	}
+	c.baseCtx, c.cancelBase = context.WithCancel(context.Background())
+	return c
+}
+
+// SetProfiles sets the configured profiles, at start and on every reload.
+// Added profiles appear (and a running cache fetches their tokens);
+// removed ones disappear with their stored records; a profile whose
+// Fingerprint is unchanged keeps its token, its backoff and its refresh
+// schedule, and takes the new Fetcher; a profile whose Fingerprint changed
+// loses its token and stored record and starts afresh. Names must be
+// unique; profiles with an empty name are ignored.
+func (c *Cache) SetProfiles(ps []Profile) {
+	c.storeMu.Lock()
+	defer c.storeMu.Unlock()
+
+	c.mu.Lock()
+	var deletes []string
+	seen := make(map[string]bool, len(ps))
+	for _, p := range ps {
+		if p.Name == "" {
+			c.log.Warn("token cache: ignoring a profile with an empty name")
+			continue
+		}
+		seen[p.Name] = true
+		e, ok := c.entries[p.Name]
+		switch {
+		case !ok:
+			c.entries[p.Name] = &entry{profile: p}
+			c.log.Info("token cache: profile added", "profile", p.Name)
+		case e.profile.Fingerprint != p.Fingerprint:
+			c.dropTokenLocked(e)
+			e.failures, e.lastErr, e.lastErrAt = 0, nil, time.Time{}
+			e.notBefore, e.retryAfterUntil = time.Time{}, time.Time{}
+			e.lastRefresh = time.Time{}
+			e.profile = p
+			deletes = append(deletes, p.Name)
+			c.log.Info("token cache: profile settings changed; dropped its token", "profile", p.Name)
+		default:
+			e.profile = p
+		}
+	}
+	for name, e := range c.entries {
+		if !seen[name] {
+			c.dropTokenLocked(e)
+			delete(c.entries, name)
+			deletes = append(deletes, name)
+			c.log.Info("token cache: profile removed; dropped its token", "profile", name)
+		}
+	}
+	c.scheduleAllLocked()
+	c.mu.Unlock()
+
+	if c.store == nil {
+		return
+	}
+	slices.Sort(deletes)
+	for _, name := range deletes {
+		if err := c.store.Delete(name); err != nil {
+			c.log.Error("token cache: deleting the stored token failed", "profile", name, "err", err)
+		}
+	}
+}
+
+// Restore loads persisted records, at start, after SetProfiles. A record is
+// served without any token request when its profile exists, its
+// Fingerprint matches the profile's and its token is still valid. An
+// expired record of a matching profile lends its refresh token to the next
+// fetch. Other records are ignored (and logged); Restore deletes nothing.
+func (c *Cache) Restore(recs []Record) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.clock.Now()
+	restored := 0
+	for _, rec := range recs {
+		e := c.entries[rec.Profile]
+		skip := func(reason string) {
+			c.log.Info("token cache: not restoring the stored token", "profile", rec.Profile, "reason", reason)
+		}
+		switch {
+		case e == nil:
+			skip("profile not configured")
+			continue
+		case rec.Fingerprint != e.profile.Fingerprint:
+			skip("profile settings changed")
+			continue
+		case rec.AccessToken == "":
+			skip("record holds no access token")
+			continue
+		case e.tok != nil && !rec.Expiry.After(e.tok.Expiry):
+			skip("a newer token is held")
+			continue
+		}
+		t := &token.Token{
+			AccessToken:  rec.AccessToken,
+			TokenType:    rec.TokenType,
+			RefreshToken: rec.RefreshToken,
+			Scope:        rec.Scope,
+			IssuedAt:     rec.IssuedAt,
+			Expiry:       rec.Expiry,
+		}
+		l := t.Expiry.Sub(issuedAt(t, now))
+		if now.Before(t.Expiry.Add(-c.policy.serveMargin(l))) {
+			c.installLocked(e, t, now, false)
+			restored++
+			continue
+		}
+		skip("token expired")
+		if e.tok == nil && e.refreshToken == "" && rec.RefreshToken != "" {
+			e.refreshToken = rec.RefreshToken
+		}
+	}
+	c.log.Info("token cache: restored stored tokens", "restored", restored, "records", len(recs))
+	c.scheduleAllLocked()
+}
+
+// Get returns a valid token of the profile. It serves the held token when
+// there is one; otherwise it waits for the fetch in flight or starts one,
+// unless the backoff of a recent failure forbids it, in which case it
+// returns a *RefreshError at once. ctx bounds only this caller's wait: the
+// fetch goes on for the others. The token is the caller's copy and never
+// carries the refresh token.
+//
+// Get returns an error matching ErrUnknownProfile, ErrNoToken or ErrClosed,
+// a *RefreshError, or ctx's error.
+func (c *Cache) Get(ctx context.Context, name string) (*token.Token, error) {
+	for {
+		c.mu.Lock()
+		e, ok := c.entries[name]
+		if !ok {
+			c.mu.Unlock()
+			return nil, unknownProfile(name)
+		}
+		now := c.clock.Now()
+		if e.tok != nil && now.Before(e.serveUntil) {
+			t := servable(e.tok)
+			c.mu.Unlock()
+			return t, nil
+		}
+		cl := e.inflight
+		if cl == nil {
+			if err := c.checkFetchLocked(e, now, false); err != nil {
+				c.mu.Unlock()
+				return nil, err
+			}
+			cl = c.startFetchLocked(e, "get")
+		}
+		c.mu.Unlock()
+
+		if err := c.wait(ctx, name, cl); err != nil {
+			return nil, err
+		}
+		switch {
+		case cl.err == nil:
+			t := *cl.tok
+			return &t, nil
+		case errors.Is(cl.err, errDiscarded):
+			continue
+		case errors.Is(cl.err, ErrClosed):
+			return nil, cl.err
+		}
+		return nil, &RefreshError{Profile: name, Err: cl.err, At: cl.failedAt, RetryAt: cl.retryAt}
+	}
+}
+
+// Refresh fetches a new token now, ignoring the refresh schedule and the
+// backoff of earlier failures but not a server's Retry-After, and returns
+// it. If a fetch is already in flight it waits for that one. On failure the
+// held token, if still valid, keeps being served.
+func (c *Cache) Refresh(ctx context.Context, name string) (*token.Token, error) {
+	for {
+		c.mu.Lock()
+		e, ok := c.entries[name]
+		if !ok {
+			c.mu.Unlock()
+			return nil, unknownProfile(name)
+		}
+		cl := e.inflight
+		if cl == nil {
+			if err := c.checkFetchLocked(e, c.clock.Now(), true); err != nil {
+				c.mu.Unlock()
+				return nil, err
+			}
+			cl = c.startFetchLocked(e, "refresh")
+		}
+		c.mu.Unlock()
+
+		if err := c.wait(ctx, name, cl); err != nil {
+			return nil, err
+		}
+		switch {
+		case cl.err == nil:
+			t := *cl.tok
+			return &t, nil
+		case errors.Is(cl.err, errDiscarded):
+			continue
+		case errors.Is(cl.err, ErrClosed):
+			return nil, cl.err
+		}
+		return nil, fmt.Errorf("profile %s: refresh failed: %w", name, cl.err)
+	}
+}
+
+// wait waits for cl to be done and returns nil, or returns ctx's error if
+// ctx ends first.
+func (c *Cache) wait(ctx context.Context, name string, cl *call) error {
+	if c.hooks.waiting != nil {
+		c.hooks.waiting(name)
+	}
+	select {
+	case <-cl.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Forget drops the profile's token and refresh token, from memory and from
+// the store. A running cache then fetches a new one (subject to the backoff
+// of earlier failures, which Forget keeps); otherwise the next Get does.
+func (c *Cache) Forget(name string) error {
+	c.storeMu.Lock()
+	defer c.storeMu.Unlock()
+
+	c.mu.Lock()
+	e, ok := c.entries[name]
+	if !ok {
+		c.mu.Unlock()
+		return unknownProfile(name)
+	}
+	c.dropTokenLocked(e)
+	c.scheduleLocked(e, c.clock.Now())
+	c.mu.Unlock()
+	c.log.Info("token cache: token forgotten", "profile", name)
+
+	if c.store == nil {
+		return nil
+	}
+	if err := c.store.Delete(name); err != nil {
+		return fmt.Errorf("profile %s: forget: %w", name, err)
+	}
+	return nil
+}
+
+// Import makes tok the profile's token, for profiles whose tokens come from
+// elsewhere (the console's token file). tok must be valid now. A fetch in
+// flight is discarded; the backoff of earlier failures is reset, except a
+// server's Retry-After. The token is persisted like a fetched one.
+func (c *Cache) Import(name string, tok *token.Token) error {
+	c.mu.Lock()
+	e, ok := c.entries[name]
+	if !ok {
+		c.mu.Unlock()
+		return unknownProfile(name)
+	}
+	now := c.clock.Now()
+	if tok == nil || tok.AccessToken == "" {
+		c.mu.Unlock()
+		return fmt.Errorf("profile %s: import: no access token", name)
+	}
+	if !tok.Valid(now) {
+		c.mu.Unlock()
+		return fmt.Errorf("profile %s: import: the token expired at %s", name, tok.Expiry.UTC().Format(time.RFC3339))
+	}
+	c.dropTokenLocked(e)
+	t := c.installLocked(e, tok, now, false)
+	c.scheduleLocked(e, now)
+	c.mu.Unlock()
+	c.log.Info("token cache: token imported", "profile", name, "expires", t.Expiry, "has_refresh_token", t.RefreshToken != "")
+	c.persist(e, t)
+	return nil
+}
+
+// Status describes every profile, ordered by name.
+func (c *Cache) Status() []ProfileStatus {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.clock.Now()
+	out := make([]ProfileStatus, 0, len(c.entries))
+	for _, e := range c.entries {
+		s := ProfileStatus{
+			Name:            e.profile.Name,
+			LastRefresh:     e.lastRefresh,
+			Failures:        e.failures,
+			HasRefreshToken: e.refreshToken != "",
+			StoreError:      e.storeErr,
+		}
+		if e.tok != nil {
+			s.ExpiresAt = e.tok.Expiry
+		}
+		if e.lastErr != nil {
+			s.LastError = e.lastErr.Error()
+			s.LastErrorAt = e.lastErrAt
+		}
+		if e.inflight == nil {
+			if at, ok := c.nextAttemptLocked(e, now); ok {
+				s.NextRefresh = latest(at, now)
+			}
+		}
+		switch {
+		case e.inflight != nil:
+			s.State = StateRefreshing
+		case e.tok != nil && now.Before(e.serveUntil):
+			s.State = StateValid
+		case e.failures > 0:
+			s.State = StateFailing
+		case e.tok != nil:
+			s.State = StateExpired
+		default:
+			s.State = StateEmpty
+		}
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b ProfileStatus) int {
+		switch {
+		case a.Name < b.Name:
+			return -1
+		case a.Name > b.Name:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Run fetches a token for every profile that can fetch one and has none,
+// then keeps every token warm until ctx ends. It then stops the timers,
+// cancels the fetches in flight, waits for them and returns nil. A cache
+// runs once; Get, Refresh and Import work before Run too.
+func (c *Cache) Run(ctx context.Context) error {
+	c.mu.Lock()
+	if c.running || c.closed {
+		c.mu.Unlock()
+		return errors.New("token cache: Run called twice")
+	}
+	c.running = true
+	c.scheduleAllLocked()
+	c.mu.Unlock()
+	if c.hooks.runStarted != nil {
+		c.hooks.runStarted()
+	}
+
+	<-ctx.Done()
+
+	c.mu.Lock()
+	c.running = false
+	c.closed = true
+	for _, e := range c.entries {
+		c.stopTimerLocked(e)
+	}
+	c.cancelBase()
+	c.mu.Unlock()
+	c.fetches.Wait()
+	return nil
+}
+
+// servable returns the copy of t handed to callers: without the refresh
+// token, which never leaves the cache except to the Store and the Fetcher.
+func servable(t *token.Token) *token.Token {
+	s := *t
+	s.RefreshToken = ""
+	return &s
+}
+
+// fetchable reports whether e's Fetcher can be called now.
+func (e *entry) fetchable() bool {
+	return e.profile.Fetcher != nil && (e.profile.CanFetch || e.refreshToken != "")
+}
+
+// checkFetchLocked returns why a fetch for e must not start now, or nil.
+// forced (Refresh) ignores the cache's own backoff but not the server's
+// Retry-After.
+func (c *Cache) checkFetchLocked(e *entry, now time.Time, forced bool) error {
+	name := e.profile.Name
+	switch {
+	case c.closed:
+		return fmt.Errorf("profile %s: %w", name, ErrClosed)
+	case !e.fetchable() && e.tok != nil:
+		return fmt.Errorf("profile %s: %w: the token expired at %s and the profile has no way to fetch a new one",
+			name, ErrNoToken, e.tok.Expiry.UTC().Format(time.RFC3339))
+	case !e.fetchable():
+		return fmt.Errorf("profile %s: %w: nothing imported and the profile has no way to fetch a token", name, ErrNoToken)
+	case forced && now.Before(e.retryAfterUntil):
+		err := fmt.Errorf("profile %s: refresh not attempted: the token endpoint asked to wait until %s",
+			name, e.retryAfterUntil.UTC().Format(time.RFC3339))
+		if e.lastErr != nil {
+			err = fmt.Errorf("%w: %w", err, e.lastErr)
+		}
+		return err
+	case !forced && now.Before(e.notBefore) && e.lastErr != nil:
+		return &RefreshError{Profile: name, Err: e.lastErr, At: e.lastErrAt, RetryAt: e.notBefore}
+	}
+	return nil
+}
+
+// startFetchLocked starts a fetch for e and records it as in flight.
+func (c *Cache) startFetchLocked(e *entry, trigger string) *call {
+	ctx, cancel := context.WithTimeout(c.baseCtx, c.fetchTimeout)
+	cl := &call{gen: e.gen, cancel: cancel, done: make(chan struct{})}
+	e.inflight = cl
+	c.stopTimerLocked(e)
+	if e.failures > 0 && trigger == "scheduled" {
+		trigger = "retry"
+	}
+	if c.hooks.fetchStarted != nil {
+		c.hooks.fetchStarted(e.profile.Name)
+	}
+	c.fetches.Add(1)
+	go c.fetch(ctx, e, cl, e.profile.Name, trigger, e.profile.Fetcher, e.refreshToken)
+	return cl
+}
+
+// fetch runs one Fetch and applies its result to e, unless e was removed,
+// reloaded or forgotten meanwhile.
+func (c *Cache) fetch(ctx context.Context, e *entry, cl *call, name, trigger string, f Fetcher, refreshToken string) {
+	defer c.fetches.Done()
+	defer cl.cancel()
+	if c.hooks.fetchDone != nil {
+		defer c.hooks.fetchDone(name)
+	}
+	start := c.clock.Now()
+	tok, err := f.Fetch(ctx, refreshToken)
+	now := c.clock.Now()
+	if err == nil {
+		switch {
+		case tok == nil || tok.AccessToken == "":
+			err = errors.New("the fetcher returned no access token")
+		case !tok.Valid(now):
+			err = fmt.Errorf("the fetcher returned a token that expired at %s", tok.Expiry.UTC().Format(time.RFC3339))
+		}
+	}
+
+	c.mu.Lock()
+	current := c.entries[name] == e && e.gen == cl.gen
+	var installed *token.Token
+	switch {
+	case !current:
+		cl.err = errDiscarded
+	case err != nil && c.baseCtx.Err() != nil:
+		e.inflight = nil
+		cl.err = fmt.Errorf("profile %s: %w", name, ErrClosed)
+	case err != nil:
+		e.inflight = nil
+		e.failures++
+		e.lastErr, e.lastErrAt = err, now
+		d := c.policy.retryDelay(e.failures, err, c.rand())
+		e.notBefore = now.Add(d)
+		if ra := retryAfter(err); ra > 0 {
+			e.retryAfterUntil = now.Add(ra)
+		}
+		cl.err, cl.failedAt, cl.retryAt = err, now, e.notBefore
+	default:
+		e.inflight = nil
+		installed = c.installLocked(e, tok, now, true)
+		cl.tok = servable(installed)
+	}
+	close(cl.done)
+	var next time.Time
+	if current {
+		next = c.scheduleLocked(e, now)
+	}
+	failures := e.failures
+	c.mu.Unlock()
+
+	attrs := []slog.Attr{
+		slog.String("profile", name),
+		slog.String("trigger", trigger),
+		slog.Duration("duration", now.Sub(start)),
+	}
+	switch {
+	case !current:
+		attrs = append(attrs, slog.String("outcome", "discarded"))
+		c.log.LogAttrs(context.Background(), slog.LevelInfo, "token refresh", attrs...)
+	case errors.Is(cl.err, ErrClosed):
+		attrs = append(attrs, slog.String("outcome", "cancelled"))
+		c.log.LogAttrs(context.Background(), slog.LevelInfo, "token refresh", attrs...)
+	case err != nil:
+		outcome, level := "retryable error", slog.LevelWarn
+		if !retryable(err) {
+			outcome, level = "permanent error", slog.LevelError
+		}
+		attrs = append(attrs, slog.String("outcome", outcome), slog.Int("failures", failures),
+			slog.Time("next_refresh", next), slog.String("err", err.Error()))
+		c.log.LogAttrs(context.Background(), level, "token refresh", attrs...)
+	default:
+		attrs = append(attrs, slog.String("outcome", "ok"), slog.Time("expires", installed.Expiry),
+			slog.Time("next_refresh", next), slog.Bool("has_refresh_token", installed.RefreshToken != ""))
+		c.log.LogAttrs(context.Background(), slog.LevelInfo, "token refresh", attrs...)
+		c.persist(e, installed)
+	}
+}
+
+// installLocked makes a copy of t e's token and returns the copy. fetched
+// says whether this process just fetched it. It resets the failure state.
+func (c *Cache) installLocked(e *entry, t *token.Token, now time.Time, fetched bool) *token.Token {
+	cp := *t
+	t = &cp
+	issued := issuedAt(t, now)
+	if t.IssuedAt.IsZero() {
+		t.IssuedAt = issued
+	}
+	l := t.Expiry.Sub(issued)
+	e.tok = t
+	e.refreshToken = t.RefreshToken
+	e.serveUntil = t.Expiry.Add(-c.policy.serveMargin(l))
+	e.refreshAt = c.policy.refreshTime(issued, t.Expiry, c.rand())
+	if fetched {
+		e.lastRefresh = now
+		e.refreshAt = latest(e.refreshAt, now.Add(c.policy.minRefreshInterval))
+		e.retryAfterUntil = time.Time{}
+	}
+	e.failures, e.lastErr, e.lastErrAt, e.notBefore = 0, nil, time.Time{}, time.Time{}
+	e.storeErr = ""
+	return t
+}
+
+// dropTokenLocked forgets e's token and refresh token and discards a fetch
+// in flight; its waiters look at the profile again.
+func (c *Cache) dropTokenLocked(e *entry) {
+	e.gen++
+	if e.inflight != nil {
+		e.inflight.cancel()
+		e.inflight = nil
+	}
+	c.stopTimerLocked(e)
+	e.tok, e.refreshToken = nil, ""
+	e.serveUntil, e.refreshAt = time.Time{}, time.Time{}
+	e.storeErr = ""
+}
+
+// persist writes t, e's token, to the store, unless e no longer holds t.
+func (c *Cache) persist(e *entry, t *token.Token) {
+	if c.store == nil {
+		return
+	}
+	c.storeMu.Lock()
+	defer c.storeMu.Unlock()
+	c.mu.Lock()
+	if c.entries[e.profile.Name] != e || e.tok != t {
+		c.mu.Unlock()
+		return
+	}
+	rec := Record{
+		Profile:      e.profile.Name,
+		TokenType:    t.TokenType,
+		AccessToken:  t.AccessToken,
+		RefreshToken: t.RefreshToken,
+		Scope:        t.Scope,
+		IssuedAt:     t.IssuedAt,
+		Expiry:       t.Expiry,
+		Fingerprint:  e.profile.Fingerprint,
+	}
+	c.mu.Unlock()
+
+	err := c.store.Put(rec)
+
+	c.mu.Lock()
+	if e.tok == t {
+		e.storeErr = ""
+		if err != nil {
+			e.storeErr = err.Error()
+		}
+	}
+	c.mu.Unlock()
+	if err != nil {
+		c.log.Error("token cache: saving the token failed; serving it from memory", "profile", rec.Profile, "err", err)
+	}
+}
+
+// nextAttemptLocked returns when the scheduler should next fetch for e,
+// and false when it should not: the profile cannot fetch.
+func (c *Cache) nextAttemptLocked(e *entry, now time.Time) (time.Time, bool) {
+	if !e.fetchable() {
+		return time.Time{}, false
+	}
+	var at time.Time
+	switch {
+	case e.failures > 0:
+		at = e.notBefore
+	case e.tok != nil:
+		at = e.refreshAt
+	default:
+		at = now
+	}
+	return latest(at, e.notBefore, e.retryAfterUntil), true
+}
+
+// scheduleLocked arms e's timer for its next attempt, or starts the fetch
+// when it is due, if the cache is running. It returns the time of the next
+// attempt (zero when none).
+func (c *Cache) scheduleLocked(e *entry, now time.Time) time.Time {
+	if e.inflight != nil {
+		return time.Time{}
+	}
+	at, ok := c.nextAttemptLocked(e, now)
+	if !ok || !c.running {
+		c.stopTimerLocked(e)
+		if !ok {
+			return time.Time{}
+		}
+		return at
+	}
+	if !at.After(now) {
+		c.startFetchLocked(e, "scheduled")
+		return now
+	}
+	if e.timer != nil && e.timerAt.Equal(at) {
+		return at
+	}
+	c.stopTimerLocked(e)
+	e.timerSeq++
+	seq := e.timerSeq
+	e.timer = c.clock.AfterFunc(at.Sub(now), func() { c.onTimer(e, seq) })
+	e.timerAt = at
+	return at
+}
+
+// scheduleAllLocked schedules every profile, in name order.
+func (c *Cache) scheduleAllLocked() {
+	now := c.clock.Now()
+	names := make([]string, 0, len(c.entries))
+	for name := range c.entries {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		c.scheduleLocked(c.entries[name], now)
+	}
+}
+
+// onTimer runs when the timer seq of e fires.
+func (c *Cache) onTimer(e *entry, seq uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries[e.profile.Name] != e || e.timerSeq != seq || e.timer == nil {
+		return
+	}
+	e.timer, e.timerAt = nil, time.Time{}
+	c.scheduleLocked(e, c.clock.Now())
+}
+
+func (c *Cache) stopTimerLocked(e *entry) {
+	if e.timer != nil {
+		e.timer.Stop()
+		e.timer, e.timerAt = nil, time.Time{}
+	}
+}

@@ -1,0 +1,145 @@
+package cache
+
+import (
+	"errors"
+	"time"
+
+	"github.com/tokd/tokd/token"
+)
+
+// Defaults of the Options durations; the package comment explains them.
+const (
+	DefaultMinMargin          = 30 * time.Second
+	DefaultMinRefreshInterval = 10 * time.Second
+	DefaultExpirySkew         = 10 * time.Second
+	DefaultBaseBackoff        = 1 * time.Second
+	DefaultMaxBackoff         = 5 * time.Minute
+	DefaultPermanentRetry     = 15 * time.Minute
+	DefaultFetchTimeout       = 1 * time.Minute
+)
+
+// minRetryDelay is the shortest wait after a failure, so that a jitter draw
+// of zero never turns into an immediate retry.
+const minRetryDelay = 250 * time.Millisecond
+
+// policy holds the timing rules, with defaults filled in.
+type policy struct {
+	minMargin          time.Duration
+	minRefreshInterval time.Duration
+	expirySkew         time.Duration
+	baseBackoff        time.Duration
+	maxBackoff         time.Duration
+	permanentRetry     time.Duration
+}
+
+func newPolicy(o Options) policy {
+	def := func(d, v time.Duration) time.Duration {
+		if v > 0 {
+			return v
+		}
+		return d
+	}
+	return policy{
+		minMargin:          def(DefaultMinMargin, o.MinMargin),
+		minRefreshInterval: def(DefaultMinRefreshInterval, o.MinRefreshInterval),
+		expirySkew:         def(DefaultExpirySkew, o.ExpirySkew),
+		baseBackoff:        def(DefaultBaseBackoff, o.BaseBackoff),
+		maxBackoff:         def(DefaultMaxBackoff, o.MaxBackoff),
+		permanentRetry:     def(DefaultPermanentRetry, o.PermanentRetry),
+	}
+}
+
+// issuedAt returns the start of a token's lifetime: its IssuedAt, or
+// received when IssuedAt is unknown or not before the expiry.
+func issuedAt(t *token.Token, received time.Time) time.Time {
+	if t.IssuedAt.IsZero() || !t.IssuedAt.Before(t.Expiry) {
+		return received
+	}
+	return t.IssuedAt
+}
+
+// refreshMargin returns how long before expiry a token of lifetime l is
+// refreshed at the latest: max(minMargin, l/10), capped at l/2.
+func (p policy) refreshMargin(l time.Duration) time.Duration {
+	return min(max(p.minMargin, l/10), l/2)
+}
+
+// serveMargin returns how long before expiry a token of lifetime l stops
+// being served: min(expirySkew, l/10). It never exceeds refreshMargin, so a
+// healthy refresh always happens while the token is still served.
+func (p policy) serveMargin(l time.Duration) time.Duration {
+	return min(p.expirySkew, l/10)
+}
+
+// refreshTime returns when a token living from issued to expiry should be
+// refreshed, for a jitter draw r in [0, 1): issued + 2/3·L + (2r-1)·L/10,
+// but no later than expiry - refreshMargin(L). The caller applies the
+// minimum interval between refreshes.
+func (p policy) refreshTime(issued, expiry time.Time, r float64) time.Time {
+	l := expiry.Sub(issued)
+	if l <= 0 {
+		return issued
+	}
+	jitter := time.Duration((2*r - 1) * float64(l/10))
+	at := issued.Add(2*l/3 + jitter)
+	if latest := expiry.Add(-p.refreshMargin(l)); at.After(latest) {
+		at = latest
+	}
+	return at
+}
+
+// retryDelay returns how long to wait after the failures-th consecutive
+// failure, err, for a jitter draw r in [0, 1):
+//
+//   - retryable: full jitter, r·min(maxBackoff, baseBackoff·2^(failures-1)),
+//     at least minRetryDelay;
+//   - permanent: permanentRetry plus up to a tenth of it;
+//
+// and in both cases at least the server's Retry-After.
+func (p policy) retryDelay(failures int, err error, r float64) time.Duration {
+	var d time.Duration
+	if retryable(err) {
+		ceiling := p.maxBackoff
+		if failures < 1 {
+			failures = 1
+		}
+		if failures <= 32 {
+			if c := p.baseBackoff << (failures - 1); c > 0 && c < ceiling {
+				ceiling = c
+			}
+		}
+		d = max(time.Duration(r*float64(ceiling)), min(minRetryDelay, p.baseBackoff))
+	} else {
+		d = p.permanentRetry + time.Duration(r*float64(p.permanentRetry/10))
+	}
+	return max(d, retryAfter(err))
+}
+
+// retryable reports whether err may go away by itself: a token.RetryError
+// (such as *oauth.Error) that says so, or any other error.
+func retryable(err error) bool {
+	var re token.RetryError
+	if errors.As(err, &re) {
+		return re.Temporary()
+	}
+	return true
+}
+
+// retryAfter returns the server's Retry-After carried by err, or 0.
+func retryAfter(err error) time.Duration {
+	var re token.RetryError
+	if errors.As(err, &re) && re.RetryDelay() > 0 {
+		return re.RetryDelay()
+	}
+	return 0
+}
+
+// latest returns the latest of ts.
+func latest(t time.Time, ts ...time.Time) time.Time {
+	for _, u := range ts {
+		if u.After(t) {
+			t = u
+		}
+	}
+	return t
+}

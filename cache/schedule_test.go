@@ -1,0 +1,150 @@
+package cache
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/tokd/tokd/oauth"
+)
+
+var epoch = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+// almostOne is the largest jitter draw the tests use.
+const almostOne = 1 - 1e-12
+
+func TestRefreshTimeWithinJitterBounds(t *testing.T) {
+	p := newPolicy(Options{})
+	for _, l := range []time.Duration{time.Second, 5 * time.Second, 60 * time.Second, 100 * time.Second,
+		5 * time.Minute, time.Hour, 24 * time.Hour, 365 * 24 * time.Hour} {
+		t.Run(l.String(), func(t *testing.T) {
+			issued := epoch
+			expiry := issued.Add(l)
+			latest := expiry.Add(-min(max(30*time.Second, l/10), l/2))
+			lo := issued.Add(2*l/3 - l/10)
+			hi := issued.Add(2*l/3 + l/10)
+			if lo.After(latest) {
+				lo = latest
+			}
+			if hi.After(latest) {
+				hi = latest
+			}
+			var early, late bool
+			for seed := range uint64(5000) {
+				r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)).Float64()
+				at := p.refreshTime(issued, expiry, r)
+				if at.Before(lo) || at.After(hi) {
+					t.Fatalf("seed %d (r=%v): refresh at +%v, want within [+%v, +%v]", seed, r, at.Sub(issued), lo.Sub(issued), hi.Sub(issued))
+				}
+				if !at.Before(expiry) {
+					t.Fatalf("seed %d: refresh at +%v, not before the expiry", seed, at.Sub(issued))
+				}
+				mid := issued.Add(2 * l / 3)
+				early = early || at.Before(mid)
+				late = late || at.After(mid)
+			}
+			if hi.After(issued.Add(2*l/3)) && !(early && late) {
+				t.Errorf("jitter not applied on both sides of 2/3 L: early %v, late %v", early, late)
+			}
+		})
+	}
+}
+
+func TestRefreshTimeMargin(t *testing.T) {
+	p := newPolicy(Options{})
+	tests := []struct {
+		name     string
+		lifetime time.Duration
+		r        float64
+		want     time.Duration // after issue
+	}{
+		{"1h middle", time.Hour, 0.5, 40 * time.Minute},
+		{"1h earliest", time.Hour, 0, 34 * time.Minute},
+		{"1h latest, margin L/10 does not bind", time.Hour, almostOne, 46 * time.Minute},
+		{"1 year, margin L/10", 365 * 24 * time.Hour, almostOne, 365 * 24 * time.Hour * 23 / 30},
+		{"100s earliest", 100 * time.Second, 0, 100*time.Second*2/3 - 10*time.Second},
+		{"100s latest, cut by the 30s margin", 100 * time.Second, almostOne, 70 * time.Second},
+		{"60s earliest, margin 30s", 60 * time.Second, 0, 30 * time.Second},
+		{"60s latest, margin 30s", 60 * time.Second, almostOne, 30 * time.Second},
+		{"5s, margin capped at L/2", 5 * time.Second, 0.5, 2500 * time.Millisecond},
+		{"1s, margin capped at L/2", time.Second, 0, 500 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := p.refreshTime(epoch, epoch.Add(tt.lifetime), tt.r).Sub(epoch)
+			if diff := (got - tt.want).Abs(); diff > time.Millisecond {
+				t.Errorf("refresh at +%v, want +%v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestServeMarginBelowRefreshMargin(t *testing.T) {
+	p := newPolicy(Options{})
+	for l := time.Second; l < 400*24*time.Hour; l = l * 3 / 2 {
+		if s, r := p.serveMargin(l), p.refreshMargin(l); s > r || r >= l {
+			t.Errorf("L=%v: serve margin %v, refresh margin %v; want serve <= refresh < L", l, s, r)
+		}
+	}
+}
+
+func TestRetryDelay(t *testing.T) {
+	p := newPolicy(Options{})
+	unavailable := &oauth.Error{StatusCode: 503, Description: "service unavailable", Retryable: true}
+	slowDown := &oauth.Error{StatusCode: 429, Description: "too many requests", Retryable: true, RetryAfter: 90 * time.Second}
+	invalidGrant := &oauth.Error{StatusCode: 400, Code: oauth.CodeInvalidGrant, Description: "refresh token revoked"}
+	invalidClientLongWait := &oauth.Error{StatusCode: 401, Code: oauth.CodeInvalidClient, RetryAfter: time.Hour}
+	tests := []struct {
+		name     string
+		failures int
+		err      error
+		r        float64
+		want     time.Duration
+	}{
+		{"1st failure, top of range", 1, unavailable, almostOne, time.Second},
+		{"2nd failure, top of range", 2, unavailable, almostOne, 2 * time.Second},
+		{"3rd failure, middle", 3, unavailable, 0.5, 2 * time.Second},
+		{"9th failure, top of range", 9, unavailable, almostOne, 256 * time.Second},
+		{"10th failure, capped", 10, unavailable, almostOne, 5 * time.Minute},
+		{"100th failure, capped", 100, unavailable, almostOne, 5 * time.Minute},
+		{"zero draw, floor", 5, unavailable, 0, 250 * time.Millisecond},
+		{"Retry-After above the backoff", 1, slowDown, almostOne, 90 * time.Second},
+		{"backoff above Retry-After", 20, slowDown, almostOne, 5 * time.Minute},
+		{"error without oauth type is retryable", 3, errors.New("dial tcp: connection refused"), almostOne, 4 * time.Second},
+		{"wrapped oauth error keeps its class", 1, fmt.Errorf("fetch: %w", invalidGrant), 0, 15 * time.Minute},
+		{"permanent, zero draw", 1, invalidGrant, 0, 15 * time.Minute},
+		{"permanent, top of range", 7, invalidGrant, almostOne, 16*time.Minute + 30*time.Second},
+		{"permanent with a longer Retry-After", 1, invalidClientLongWait, 0.5, time.Hour},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := p.retryDelay(tt.failures, tt.err, tt.r)
+			if diff := (got - tt.want).Abs(); diff > time.Millisecond {
+				t.Errorf("retryDelay(%d, %v, %v) = %v, want %v", tt.failures, tt.err, tt.r, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRetryDelayFullJitterRange(t *testing.T) {
+	p := newPolicy(Options{})
+	err := errors.New("connection reset")
+	rng := rand.New(rand.NewPCG(7, 7))
+	for n := 1; n <= 15; n++ {
+		ceiling := min(time.Second<<(n-1), 5*time.Minute)
+		var lowHalf, highHalf bool
+		for range 2000 {
+			d := p.retryDelay(n, err, rng.Float64())
+			if d < 250*time.Millisecond || d > ceiling {
+				t.Fatalf("failure %d: delay %v outside [250ms, %v]", n, d, ceiling)
+			}
+			lowHalf = lowHalf || d < ceiling/2
+			highHalf = highHalf || d > ceiling/2
+		}
+		if !lowHalf || !highHalf {
+			t.Errorf("failure %d: delays do not spread over [0, %v]", n, ceiling)
+		}
+	}
+}
