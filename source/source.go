@@ -1,0 +1,122 @@
+// Package source turns a configured profile into the token requests that
+// obtain its tokens: which grant, which assertion, which client
+// authentication, and when a refresh token is worth trying first.
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/tokd/tokd/config"
+	"github.com/tokd/tokd/oauth"
+)
+
+// ErrImportOnly is returned for a profile whose tokens come only from
+// `tokctl import` and that holds no refresh token to renew them.
+var ErrImportOnly = errors.New("this profile gets its tokens from `tokctl import PROFILE FILE`")
+
+// Source obtains tokens for one profile. It is safe for concurrent use.
+type Source struct {
+	profile    string
+	grant      string
+	client     *oauth.Client
+	user       *oauth.Assertion // the jwt-bearer user assertion; nil for other grants
+	scopes     []string
+	canRefresh bool // whether the client can authenticate a refresh_token grant
+}
+
+// New returns the Source for a profile that config.Load validated.
+func New(p *config.Profile) *Source {
+	s := &Source{
+		profile: p.Name,
+		grant:   p.GrantType,
+		scopes:  slices.Clone(p.Scopes),
+		client: &oauth.Client{
+			TokenURL:   p.TokenURL,
+			HTTPClient: oauth.NewHTTPClient(p.Creds.RootCAs, p.Timeout.Duration),
+		},
+	}
+	if p.RefreshToken && !slices.Contains(s.scopes, "offline_access") {
+		s.scopes = append(s.scopes, "offline_access")
+	}
+	lifetime := oauth.DefaultAssertionLifetime
+	var audience []string
+	if p.DomainURL != "" {
+		audience = []string{p.DomainURL + "/", "https://identity.oraclecloud.com/"}
+	}
+	if a := p.Assertion; a != nil {
+		lifetime = a.Lifetime.Duration
+		if len(a.Audience) > 0 {
+			audience = a.Audience
+		}
+		s.user = &oauth.Assertion{
+			Issuer:   p.ClientID,
+			Subject:  a.Subject,
+			Audience: audience,
+			Lifetime: lifetime,
+			Key:      p.Creds.UserKey,
+			KeyID:    a.KeyID,
+			X5T:      p.Creds.UserX5T,
+		}
+	}
+	switch {
+	case p.Creds.ClientSecret != "":
+		s.client.Auth = oauth.SecretAuth{ClientID: p.ClientID, Secret: p.Creds.ClientSecret}
+		s.canRefresh = true
+	case p.Creds.ClientKey != nil:
+		// RFC 7523 §3 lets the token URL stand in aud; fosite and other
+		// generic servers demand it, the identity domain accepts it.
+		aud := slices.Clone(audience)
+		if !slices.Contains(aud, p.TokenURL) {
+			aud = append(aud, p.TokenURL)
+		}
+		s.client.Auth = oauth.AssertionAuth{Assertion: oauth.Assertion{
+			Issuer:   p.ClientID,
+			Subject:  p.ClientID,
+			Audience: aud,
+			Lifetime: lifetime,
+			Key:      p.Creds.ClientKey,
+			KeyID:    p.ClientKeyID,
+			X5T:      p.Creds.ClientX5T,
+		}}
+		s.canRefresh = true
+	default:
+		s.client.Auth = oauth.PublicAuth{ClientID: p.ClientID}
+	}
+	return s
+}
+
+// CanFetch reports whether the profile can obtain a token without a
+// refresh token, that is, whether its grant is not import.
+func (s *Source) CanFetch() bool { return s.grant != "import" }
+
+// Fetch obtains a new token. With a refresh token it first tries the
+// refresh_token grant; when the server rejects that refresh token
+// (invalid_grant) it falls back to the profile's own grant, where it has
+// one. The token it returns carries the refresh token to use next.
+func (s *Source) Fetch(ctx context.Context, refreshToken string) (*oauth.Token, error) {
+	if refreshToken != "" && s.canRefresh {
+		tok, err := s.client.Refresh(ctx, refreshToken, nil)
+		if err == nil || !s.CanFetch() || !isInvalidGrant(err) {
+			return tok, err
+		}
+	}
+	switch s.grant {
+	case "client_credentials":
+		return s.client.ClientCredentials(ctx, s.scopes)
+	case "import":
+		if refreshToken != "" && !s.canRefresh {
+			return nil, fmt.Errorf("%w: it holds a refresh token but no client_secret_file or client_key_file to use it", ErrImportOnly)
+		}
+		return nil, ErrImportOnly
+	default:
+		return s.client.JWTBearer(ctx, s.user, s.scopes)
+	}
+}
+
+func isInvalidGrant(err error) bool {
+	var oe *oauth.Error
+	return errors.As(err, &oe) && oe.Code == oauth.CodeInvalidGrant
+}
