@@ -1,0 +1,284 @@
+// Package client is the Go client of tokd's socket API, used by tokctl.
+//
+// tokctl runs on the path of every git, kubectl and docker call, so this
+// package keeps its cost to one blocking Unix-socket round trip: it speaks
+// the few lines of HTTP/1.1 it needs directly over a socket made with the
+// syscall package, and links neither net nor net/http (their package
+// initialisation alone costs milliseconds per process; see deps_test.go).
+package client
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tokd/tokd/apitype"
+)
+
+// ErrUnreachable is wrapped by errors for a daemon that is not listening.
+var ErrUnreachable = errors.New("tokd is not reachable")
+
+// APIError is a non-2xx answer from the daemon.
+type APIError struct {
+	StatusCode int
+	Message    string
+}
+
+func (e *APIError) Error() string { return e.Message }
+
+// Sentinels matched by errors.Is against an *APIError's status.
+var (
+	ErrNotFound  = errors.New("not found")
+	ErrForbidden = errors.New("forbidden")
+)
+
+// Is reports whether the status of e matches target.
+func (e *APIError) Is(target error) bool {
+	switch target {
+	case ErrNotFound:
+		return e.StatusCode == 404
+	case ErrForbidden:
+		return e.StatusCode == 403
+	}
+	return false
+}
+
+// Client talks to one tokd socket.
+type Client struct {
+	Socket  string
+	Timeout time.Duration // per round trip; 0 means 30 s
+}
+
+// maxResponse bounds a response read from the daemon.
+const maxResponse = 4 << 20
+
+// Token returns the profile's access token.
+func (c *Client) Token(profile string) (*apitype.Token, error) {
+	var tok apitype.Token
+	return &tok, c.call("GET", tokenPath(profile, ""), nil, &tok)
+}
+
+// Refresh makes the daemon refresh the profile's token now.
+func (c *Client) Refresh(profile string) (*apitype.Token, error) {
+	var tok apitype.Token
+	return &tok, c.call("POST", tokenPath(profile, "/refresh"), nil, &tok)
+}
+
+// Forget makes the daemon drop the profile's token.
+func (c *Client) Forget(profile string) error {
+	return c.call("DELETE", tokenPath(profile, ""), nil, nil)
+}
+
+// Import hands the daemon a tokens<n>.tok file for the profile.
+func (c *Client) Import(profile string, tokFile []byte) (*apitype.Token, error) {
+	var tok apitype.Token
+	return &tok, c.call("POST", tokenPath(profile, "/import"), tokFile, &tok)
+}
+
+// Status returns the state of the profiles the caller may see.
+func (c *Client) Status() (*apitype.Status, error) {
+	var st apitype.Status
+	return &st, c.call("GET", apitype.PathPrefix+"status", nil, &st)
+}
+
+func tokenPath(profile, suffix string) string {
+	return apitype.PathPrefix + "token/" + url.PathEscape(profile) + suffix
+}
+
+// call performs one request and decodes a 2xx JSON answer into out.
+func (c *Client) call(method, path string, body []byte, out any) error {
+	status, header, respBody, err := c.roundTrip(method, path, body)
+	if err != nil {
+		return err
+	}
+	if v := header["tokd-api-version"]; v != apitype.Version {
+		if v == "" {
+			return fmt.Errorf("%s does not answer as tokd (no %s header)", c.Socket, apitype.VersionHeader)
+		}
+		return fmt.Errorf("tokd speaks API version %s, this tokctl speaks %s: use the tokctl of the same release", v, apitype.Version)
+	}
+	if status < 200 || status > 299 {
+		var e apitype.ErrorResponse
+		if json.Unmarshal(respBody, &e) != nil || e.Error == "" {
+			e.Error = fmt.Sprintf("tokd answered HTTP %d", status)
+		}
+		return &APIError{StatusCode: status, Message: e.Error}
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(respBody, out); err != nil {
+		return fmt.Errorf("reading tokd's answer: %w", err)
+	}
+	return nil
+}
+
+// roundTrip sends one HTTP/1.1 request with Connection: close and reads
+// the whole answer. Header names in the result are lower-case.
+func (c *Client) roundTrip(method, path string, body []byte) (int, map[string]string, []byte, error) {
+	fd, err := c.dial()
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	defer syscall.Close(fd)
+
+	var req bytes.Buffer
+	fmt.Fprintf(&req, "%s %s HTTP/1.1\r\nHost: tokd\r\nUser-Agent: tokctl\r\n%s: %s\r\nConnection: close\r\n",
+		method, path, apitype.VersionHeader, apitype.Version)
+	if body != nil || method == "POST" {
+		fmt.Fprintf(&req, "Content-Type: application/json\r\nContent-Length: %d\r\n", len(body))
+	}
+	req.WriteString("\r\n")
+	req.Write(body)
+	if err := writeAll(fd, req.Bytes()); err != nil {
+		return 0, nil, nil, fmt.Errorf("sending to tokd at %s: %w", c.Socket, err)
+	}
+	raw, err := readAll(fd)
+	if err != nil {
+		return 0, nil, nil, fmt.Errorf("reading from tokd at %s: %w", c.Socket, err)
+	}
+	status, header, respBody, err := parseResponse(raw)
+	if err != nil {
+		return 0, nil, nil, fmt.Errorf("tokd at %s: %w", c.Socket, err)
+	}
+	return status, header, respBody, nil
+}
+
+func (c *Client) dial() (int, error) {
+	if c.Socket == "" {
+		return -1, fmt.Errorf("%w: no socket path", ErrUnreachable)
+	}
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("socket: %w", err)
+	}
+	timeout := c.Timeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	tv := syscall.NsecToTimeval(timeout.Nanoseconds())
+	_ = syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv)
+	_ = syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_SNDTIMEO, &tv)
+	for {
+		err = syscall.Connect(fd, &syscall.SockaddrUnix{Name: c.Socket})
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		syscall.Close(fd)
+		switch err {
+		case syscall.ENOENT, syscall.ECONNREFUSED, syscall.ENOTDIR:
+			return -1, fmt.Errorf("%w at %s: %v", ErrUnreachable, c.Socket, err)
+		}
+		return -1, fmt.Errorf("connecting to tokd at %s: %w", c.Socket, err)
+	}
+	return fd, nil
+}
+
+func writeAll(fd int, b []byte) error {
+	for len(b) > 0 {
+		n, err := syscall.Write(fd, b)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+func readAll(fd int) ([]byte, error) {
+	buf := make([]byte, 0, 4096)
+	for {
+		if len(buf) == cap(buf) {
+			if len(buf) >= maxResponse {
+				return nil, fmt.Errorf("answer larger than %d bytes", maxResponse)
+			}
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := syscall.Read(fd, buf[len(buf):cap(buf)])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err == syscall.EAGAIN {
+			return nil, errors.New("timed out waiting for an answer")
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return buf, nil
+		}
+		buf = buf[:len(buf)+n]
+	}
+}
+
+// parseResponse reads an HTTP/1.1 response that ends at EOF: status line,
+// headers, and a body framed by Content-Length, chunked encoding or EOF.
+func parseResponse(raw []byte) (int, map[string]string, []byte, error) {
+	head, body, ok := bytes.Cut(raw, []byte("\r\n\r\n"))
+	if !ok {
+		return 0, nil, nil, errors.New("truncated answer")
+	}
+	lines := strings.Split(string(head), "\r\n")
+	proto, rest, _ := strings.Cut(lines[0], " ")
+	code, _, _ := strings.Cut(rest, " ")
+	status, err := strconv.Atoi(code)
+	if !strings.HasPrefix(proto, "HTTP/1.") || err != nil || status < 100 || status > 999 {
+		return 0, nil, nil, fmt.Errorf("not an HTTP answer: %.40q", lines[0])
+	}
+	header := make(map[string]string, len(lines))
+	for _, l := range lines[1:] {
+		k, v, ok := strings.Cut(l, ":")
+		if !ok {
+			return 0, nil, nil, fmt.Errorf("malformed header line %.40q", l)
+		}
+		header[strings.ToLower(strings.TrimSpace(k))] = strings.TrimSpace(v)
+	}
+	switch {
+	case strings.EqualFold(header["transfer-encoding"], "chunked"):
+		body, err = dechunk(body)
+		if err != nil {
+			return 0, nil, nil, err
+		}
+	case header["content-length"] != "":
+		n, err := strconv.Atoi(header["content-length"])
+		if err != nil || n < 0 || n > len(body) {
+			return 0, nil, nil, errors.New("truncated answer")
+		}
+		body = body[:n]
+	}
+	return status, header, body, nil
+}
+
+func dechunk(b []byte) ([]byte, error) {
+	var out []byte
+	for {
+		line, rest, ok := bytes.Cut(b, []byte("\r\n"))
+		if !ok {
+			return nil, errors.New("truncated chunked answer")
+		}
+		sizeText, _, _ := bytes.Cut(line, []byte(";"))
+		size, err := strconv.ParseUint(strings.TrimSpace(string(sizeText)), 16, 32)
+		if err != nil {
+			return nil, errors.New("malformed chunked answer")
+		}
+		if size == 0 {
+			return out, nil
+		}
+		if uint64(len(rest)) < size+2 {
+			return nil, errors.New("truncated chunked answer")
+		}
+		out = append(out, rest[:size]...)
+		b = rest[size+2:]
+	}
+}

@@ -1,0 +1,262 @@
+// Package daemon runs tokd: it opens the store, keeps every profile's
+// token warm through the cache, and serves the socket API, authorising
+// each caller by SO_PEERCRED. It owns the lifecycle: reload on SIGHUP,
+// and an orderly shutdown (stop accepting, finish in-flight requests,
+// close the store).
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tokd/tokd/apitype"
+	"github.com/tokd/tokd/cache"
+	"github.com/tokd/tokd/config"
+	"github.com/tokd/tokd/source"
+	"github.com/tokd/tokd/store"
+)
+
+// Options configure Run.
+type Options struct {
+	// Config is the validated configuration to serve.
+	Config *config.Config
+	// Reload reads the configuration again; Run calls it on SIGHUP. Nil
+	// disables reloading.
+	Reload func() (*config.Config, error)
+	// Socket and StateDir override the configuration's.
+	Socket   string
+	StateDir string
+	// CredentialsDirectory is systemd's $CREDENTIALS_DIRECTORY, where a
+	// tokd.key sealing key is looked for.
+	CredentialsDirectory string
+	// Listener, when set, is served instead of binding Socket (socket
+	// activation).
+	Listener net.Listener
+	// Hangup delivers reload requests; nil means Run listens for SIGHUP.
+	Hangup <-chan os.Signal
+	// Logger receives tokd's logs; nil discards them.
+	Logger *slog.Logger
+	// Clock drives the cache; nil means the real clock.
+	Clock cache.Clock
+	// Ready, when set, is called once the store is open and the socket
+	// is accepting, with the socket's path.
+	Ready func(socket string)
+	// Stopping, when set, is called as shutdown begins.
+	Stopping func()
+}
+
+// shutdownGrace bounds how long in-flight requests may take to finish.
+const shutdownGrace = 10 * time.Second
+
+// Run serves until ctx ends, then shuts down in order. It returns nil
+// after a clean shutdown.
+func Run(ctx context.Context, opts Options) error {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg := opts.Config
+	stateDir := firstNonEmpty(opts.StateDir, cfg.StateDir, DefaultStateDir())
+	socket := firstNonEmpty(opts.Socket, cfg.Socket, DefaultSocket())
+	var now func() time.Time = time.Now
+	if opts.Clock != nil {
+		now = opts.Clock.Now
+	}
+
+	key, keySource, err := store.LoadKey(stateDir, opts.CredentialsDirectory)
+	if err != nil {
+		return fmt.Errorf("sealing key: %w", err)
+	}
+	st, err := store.Open(stateDir, store.Options{Key: key, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	log.Info("store open", "path", st.Path(), "key", string(keySource))
+
+	tokens := cache.New(cache.Options{Clock: opts.Clock, Store: storeAdapter{st}, Logger: log})
+	tokens.SetProfiles(cacheProfiles(cfg))
+	records, bad, err := st.LoadAll()
+	if err != nil {
+		log.Error("reading stored tokens; starting empty", "err", err)
+	}
+	for _, e := range bad {
+		log.Warn("stored token unreadable; it will be fetched anew", "err", e)
+	}
+	restored := make([]cache.Record, len(records))
+	for i, r := range records {
+		restored[i] = cache.Record(r)
+	}
+	tokens.Restore(restored)
+
+	srv := newServer(tokens, policy(cfg), uint32(os.Getuid()), now, log)
+	ln := opts.Listener
+	if ln == nil {
+		ul, err := listenUnix(socket)
+		if err != nil {
+			return err
+		}
+		ln = ul
+	} else if addr, ok := ln.Addr().(*net.UnixAddr); ok {
+		socket = addr.Name
+	}
+	httpSrv := &http.Server{
+		Handler:           srv.handler(),
+		ConnContext:       withPeerCred,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      srv.getTimeout + 5*time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+
+	hangup := opts.Hangup
+	if hangup == nil && opts.Reload != nil {
+		ch := make(chan os.Signal, 1)
+		signal.Notify(ch, syscall.SIGHUP)
+		defer signal.Stop(ch)
+		hangup = ch
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return tokens.Run(gctx) })
+	g.Go(func() error {
+		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serving %s: %w", socket, err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		if opts.Stopping != nil {
+			opts.Stopping()
+		}
+		// Stop accepting, then let in-flight requests finish.
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		defer cancel()
+		if err := httpSrv.Shutdown(sctx); err != nil {
+			log.Warn("shutdown: requests still in flight were cut off", "err", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-hangup:
+				reload(opts.Reload, tokens, srv, log)
+			}
+		}
+	})
+	log.Info("tokd serving", "socket", socket, "profiles", len(cfg.Profiles), "state_dir", stateDir)
+	if opts.Ready != nil {
+		opts.Ready(socket)
+	}
+	err = g.Wait()
+	log.Info("tokd stopped")
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// reload reads the configuration again and applies it. An invalid new
+// configuration is refused and the old one keeps serving.
+func reload(load func() (*config.Config, error), tokens *cache.Cache, srv *server, log *slog.Logger) {
+	if load == nil {
+		log.Warn("reload requested, but this tokd has no configuration file to reload")
+		return
+	}
+	cfg, err := load()
+	if err != nil {
+		log.Error("reload refused; the previous configuration keeps serving", "err", err)
+		return
+	}
+	// Tokens first, so that a profile the policy admits always exists in
+	// the cache.
+	tokens.SetProfiles(cacheProfiles(cfg))
+	srv.setPolicy(policy(cfg))
+	log.Info("configuration reloaded", "profiles", len(cfg.Profiles))
+}
+
+// storeAdapter lets the cache persist into the store.
+type storeAdapter struct{ st *store.Store }
+
+func (a storeAdapter) Put(r cache.Record) error    { return a.st.Put(store.Record(r)) }
+func (a storeAdapter) Delete(profile string) error { return a.st.Delete(profile) }
+
+func cacheProfiles(cfg *config.Config) []cache.Profile {
+	ps := make([]cache.Profile, 0, len(cfg.Profiles))
+	for _, name := range cfg.ProfileNames() {
+		p := cfg.Profiles[name]
+		src := source.New(p)
+		ps = append(ps, cache.Profile{Name: name, Fingerprint: p.Fingerprint(), Fetcher: src, CanFetch: src.CanFetch()})
+	}
+	return ps
+}
+
+func policy(cfg *config.Config) Policy {
+	pol := make(Policy, len(cfg.Profiles))
+	for name, p := range cfg.Profiles {
+		pol[name] = Access{UIDs: p.AllowedUIDs, GIDs: p.AllowedGIDs}
+	}
+	return pol
+}
+
+// DefaultSocket is the socket path when neither the flag nor the
+// configuration names one; systemd's $RUNTIME_DIRECTORY comes first.
+func DefaultSocket() string {
+	if dir := os.Getenv("RUNTIME_DIRECTORY"); dir != "" {
+		return filepath.Join(firstPath(dir), "tokd.sock")
+	}
+	return apitype.DefaultSocket(os.Getuid(), os.Getenv("XDG_RUNTIME_DIR"))
+}
+
+// DefaultStateDir is the state directory when neither the flag nor the
+// configuration names one: systemd's $STATE_DIRECTORY, /var/lib/tokd for
+// root, else $XDG_STATE_HOME/tokd (~/.local/state/tokd).
+func DefaultStateDir() string {
+	if dir := os.Getenv("STATE_DIRECTORY"); dir != "" {
+		return firstPath(dir)
+	}
+	if os.Getuid() == 0 {
+		return "/var/lib/tokd"
+	}
+	if dir := os.Getenv("XDG_STATE_HOME"); dir != "" {
+		return filepath.Join(dir, "tokd")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return filepath.Join(os.TempDir(), "tokd-"+fmt.Sprint(os.Getuid()))
+	}
+	return filepath.Join(home, ".local", "state", "tokd")
+}
+
+// firstPath returns the first of systemd's colon-separated directories.
+func firstPath(list string) string {
+	first, _, _ := strings.Cut(list, ":")
+	return first
+}
+
+func firstNonEmpty(vals ...string) string {
+	for _, v := range vals {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}

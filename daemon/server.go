@@ -1,0 +1,258 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/tokd/tokd/apitype"
+	"github.com/tokd/tokd/cache"
+	"github.com/tokd/tokd/oauth"
+)
+
+// Tokens is what the socket API needs of the token cache.
+type Tokens interface {
+	Get(ctx context.Context, profile string) (*oauth.Token, error)
+	Refresh(ctx context.Context, profile string) (*oauth.Token, error)
+	Forget(profile string) error
+	Import(profile string, tok *oauth.Token) error
+	Status() []cache.ProfileStatus
+}
+
+// Access says who may use one profile's token besides root and the
+// daemon's own user.
+type Access struct {
+	UIDs []uint32
+	GIDs []uint32
+}
+
+// Policy maps each profile to its Access. A profile missing from the
+// policy does not exist as far as callers are concerned.
+type Policy map[string]Access
+
+// server answers the socket API.
+type server struct {
+	tokens  Tokens
+	policy  atomic.Pointer[Policy] // swapped whole on reload
+	selfUID uint32
+	now     func() time.Time
+	log     *slog.Logger
+	// getTimeout bounds how long a request waits for a token fetch.
+	getTimeout time.Duration
+}
+
+func newServer(tokens Tokens, policy Policy, selfUID uint32, now func() time.Time, log *slog.Logger) *server {
+	s := &server{tokens: tokens, selfUID: selfUID, now: now, log: log, getTimeout: 25 * time.Second}
+	s.setPolicy(policy)
+	return s
+}
+
+func (s *server) setPolicy(p Policy) { s.policy.Store(&p) }
+
+// handler returns the API's route table behind the checks every request
+// passes.
+func (s *server) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/token/{profile}", s.profileHandler(s.getToken))
+	mux.HandleFunc("POST /v1/token/{profile}/refresh", s.profileHandler(s.refreshToken))
+	mux.HandleFunc("POST /v1/token/{profile}/import", s.profileHandler(s.importToken))
+	mux.HandleFunc("DELETE /v1/token/{profile}", s.profileHandler(s.forgetToken))
+	mux.HandleFunc("GET /v1/status", s.status)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no such API path: %s %s", r.Method, r.URL.Path))
+	})
+	return s.guard(mux)
+}
+
+// guard sets the version header, refuses browsers and callers whose
+// credentials are unknown, and bounds request bodies.
+func (s *server) guard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(apitype.VersionHeader, apitype.Version)
+		w.Header().Set("Cache-Control", "no-store")
+		if r.Header.Get("Origin") != "" || r.Header.Get("Referer") != "" {
+			writeError(w, http.StatusForbidden, "requests from browsers (with Origin or Referer) are refused")
+			return
+		}
+		if v := r.Header.Get(apitype.VersionHeader); v != "" && v != apitype.Version {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("this tokd speaks API version %s, the client %s", apitype.Version, v))
+			return
+		}
+		if _, ok := peerCredFrom(r.Context()); !ok {
+			writeError(w, http.StatusForbidden, "cannot identify the caller (SO_PEERCRED)")
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, apitype.MaxRequestBody)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// privileged reports whether cred may see every profile: root and the
+// daemon's own user.
+func (s *server) privileged(cred *PeerCred) bool {
+	return cred.UID == 0 || cred.UID == s.selfUID
+}
+
+// allowed reports whether cred may use the profile's token.
+func (s *server) allowed(cred *PeerCred, profile string) bool {
+	acc, ok := (*s.policy.Load())[profile]
+	if !ok {
+		return false
+	}
+	if s.privileged(cred) || slices.Contains(acc.UIDs, cred.UID) || slices.Contains(acc.GIDs, cred.GID) {
+		return true
+	}
+	for _, g := range cred.Groups {
+		if slices.Contains(acc.GIDs, g) {
+			return true
+		}
+	}
+	return false
+}
+
+// profileHandler authorises the caller for the path's profile before h
+// runs. A caller who may not use a profile learns nothing about it, not
+// even whether it exists; root and the daemon's user are told which.
+func (s *server) profileHandler(h func(w http.ResponseWriter, r *http.Request, profile string)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		profile := r.PathValue("profile")
+		cred, _ := peerCredFrom(r.Context())
+		if !s.allowed(cred, profile) {
+			if _, exists := (*s.policy.Load())[profile]; !exists && s.privileged(cred) {
+				writeError(w, http.StatusNotFound, fmt.Sprintf("no profile %q", profile))
+				return
+			}
+			s.log.Info("request denied", "profile", profile, "uid", cred.UID, "gid", cred.GID, "pid", cred.PID)
+			writeError(w, http.StatusForbidden, fmt.Sprintf("profile %q: no such profile, or uid %d may not use it", profile, cred.UID))
+			return
+		}
+		h(w, r, profile)
+	}
+}
+
+func (s *server) getToken(w http.ResponseWriter, r *http.Request, profile string) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.getTimeout)
+	defer cancel()
+	tok, err := s.tokens.Get(ctx, profile)
+	s.writeToken(w, profile, tok, err)
+}
+
+func (s *server) refreshToken(w http.ResponseWriter, r *http.Request, profile string) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.getTimeout)
+	defer cancel()
+	tok, err := s.tokens.Refresh(ctx, profile)
+	s.writeToken(w, profile, tok, err)
+}
+
+func (s *server) forgetToken(w http.ResponseWriter, _ *http.Request, profile string) {
+	if err := s.tokens.Forget(profile); err != nil {
+		s.writeCacheError(w, profile, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *server) importToken(w http.ResponseWriter, r *http.Request, profile string) {
+	data, err := io.ReadAll(r.Body)
+	if err != nil {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("token file larger than %d bytes", apitype.MaxRequestBody))
+		return
+	}
+	tok, err := oauth.ParseTokFile(data, s.now())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := s.tokens.Import(profile, tok); err != nil {
+		s.writeCacheError(w, profile, err)
+		return
+	}
+	s.log.Info("token imported", "profile", profile, "expires", tok.Expiry.UTC().Format(time.RFC3339), "refresh_token", tok.RefreshToken != "")
+	s.writeToken(w, profile, tok, nil)
+}
+
+func (s *server) status(w http.ResponseWriter, r *http.Request) {
+	cred, _ := peerCredFrom(r.Context())
+	st := apitype.Status{Version: apitype.Version, Profiles: []apitype.ProfileStatus{}}
+	for _, p := range s.tokens.Status() {
+		if s.allowed(cred, p.Name) {
+			st.Profiles = append(st.Profiles, toAPIStatus(p))
+		}
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func toAPIStatus(p cache.ProfileStatus) apitype.ProfileStatus {
+	return apitype.ProfileStatus{
+		Profile:      p.Name,
+		State:        string(p.State),
+		ExpiresAt:    timePtr(p.ExpiresAt),
+		LastRefresh:  timePtr(p.LastRefresh),
+		NextRefresh:  timePtr(p.NextRefresh),
+		RefreshToken: p.HasRefreshToken,
+		LastError:    p.LastError,
+		LastErrorAt:  timePtr(p.LastErrorAt),
+	}
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
+}
+
+func (s *server) writeToken(w http.ResponseWriter, profile string, tok *oauth.Token, err error) {
+	if err != nil {
+		s.writeCacheError(w, profile, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, apitype.Token{
+		Profile:     profile,
+		AccessToken: tok.AccessToken,
+		TokenType:   tok.TokenType,
+		ExpiresAt:   tok.Expiry.UTC(),
+	})
+}
+
+// writeCacheError maps the cache's errors to statuses.
+func (s *server) writeCacheError(w http.ResponseWriter, profile string, err error) {
+	status := http.StatusServiceUnavailable
+	switch {
+	case errors.Is(err, cache.ErrUnknownProfile):
+		status = http.StatusNotFound
+	case errors.Is(err, context.DeadlineExceeded):
+		status = http.StatusGatewayTimeout
+	case errors.Is(err, context.Canceled):
+		return // the caller has gone
+	}
+	writeError(w, status, fmt.Sprintf("profile %s: %v", profile, err))
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, apitype.ErrorResponse{Error: msg})
+}
+
+// writeJSON writes v with an explicit Content-Length, so that tokctl's
+// minimal HTTP reader never meets chunked encoding.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		body = []byte(`{"error":"encoding the answer failed"}`)
+	}
+	body = append(body, '\n')
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	w.Write(body)
+}
