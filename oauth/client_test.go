@@ -634,8 +634,16 @@ func TestProxyFromEnvironment(t *testing.T) {
 	var proxied []string
 	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
-		proxied = append(proxied, r.URL.String())
+		if r.Method == http.MethodConnect {
+			proxied = append(proxied, "CONNECT "+r.Host)
+		} else {
+			proxied = append(proxied, r.URL.String())
+		}
 		mu.Unlock()
+		if r.Method == http.MethodConnect {
+			http.Error(w, "no tunnels here", http.StatusForbidden)
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"access_token":"via-proxy","expires_in":60}`)
 	}))
@@ -643,11 +651,16 @@ func TestProxyFromEnvironment(t *testing.T) {
 
 	tests := []struct {
 		name      string
+		target    string
 		noProxy   string
-		wantProxy bool
+		wantProxy string // what the proxy saw; "" for nothing
 	}{
-		{name: "proxied", wantProxy: true},
-		{name: "NO_PROXY matches", noProxy: "idcs.example.invalid"},
+		{name: "HTTP_PROXY", target: "http://idcs.example.invalid/oauth2/v1/token",
+			wantProxy: "http://idcs.example.invalid/oauth2/v1/token"},
+		{name: "HTTPS_PROXY tunnels", target: "https://idcs.example.invalid/oauth2/v1/token",
+			wantProxy: "CONNECT idcs.example.invalid:443"},
+		{name: "NO_PROXY matches", target: "https://idcs.example.invalid/oauth2/v1/token",
+			noProxy: "idcs.example.invalid"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -657,23 +670,24 @@ func TestProxyFromEnvironment(t *testing.T) {
 			cmd := exec.Command(os.Args[0], "-test.run=^TestProxyFromEnvironment$")
 			cmd.Env = append(os.Environ(),
 				"TOKD_PROXY_CHILD=1",
-				"TOKD_PROXY_TARGET=http://idcs.example.invalid/oauth2/v1/token",
+				"TOKD_PROXY_TARGET="+tt.target,
 				"HTTP_PROXY="+proxy.URL, "http_proxy="+proxy.URL,
+				"HTTPS_PROXY="+proxy.URL, "https_proxy="+proxy.URL,
 				"NO_PROXY="+tt.noProxy, "no_proxy="+tt.noProxy)
 			out, err := cmd.CombinedOutput()
 			mu.Lock()
 			defer mu.Unlock()
-			if tt.wantProxy {
-				if err != nil || !strings.Contains(string(out), "token: via-proxy") {
-					t.Fatalf("child failed: %v\n%s", err, out)
-				}
-				if len(proxied) != 1 || proxied[0] != "http://idcs.example.invalid/oauth2/v1/token" {
-					t.Errorf("proxy saw %v", proxied)
+			if tt.wantProxy == "" {
+				if err == nil || len(proxied) != 0 {
+					t.Errorf("NO_PROXY ignored: err=%v proxied=%v\n%s", err, proxied, out)
 				}
 				return
 			}
-			if err == nil || len(proxied) != 0 {
-				t.Errorf("NO_PROXY ignored: err=%v proxied=%v\n%s", err, proxied, out)
+			if len(proxied) != 1 || proxied[0] != tt.wantProxy {
+				t.Errorf("proxy saw %v, want [%s]", proxied, tt.wantProxy)
+			}
+			if strings.HasPrefix(tt.target, "http:") && (err != nil || !strings.Contains(string(out), "token: via-proxy")) {
+				t.Errorf("child failed: %v\n%s", err, out)
 			}
 		})
 	}
