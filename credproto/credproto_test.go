@@ -1,0 +1,221 @@
+package credproto
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestParseGitRequest(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    *GitRequest
+		wantErr string
+	}{
+		{
+			name: "git 2.39 get",
+			in:   "protocol=https\nhost=git.example.com\n\n",
+			want: &GitRequest{Protocol: "https", Host: "git.example.com"},
+		},
+		{
+			name: "path, port, username, EOF without blank line",
+			in:   "protocol=https\nhost=git.example.com:8443\npath=team/repo.git\nusername=bob",
+			want: &GitRequest{Protocol: "https", Host: "git.example.com:8443", Path: "team/repo.git", Username: "bob"},
+		},
+		{
+			name: "capabilities and challenges of newer git",
+			in:   "capability[]=authtype\ncapability[]=state\nprotocol=https\nhost=h\nwwwauth[]=Bearer realm=\"x\"\nwwwauth[]=Basic\n\n",
+			want: &GitRequest{Protocol: "https", Host: "h", Capabilities: []string{"authtype", "state"},
+				WWWAuth: []string{`Bearer realm="x"`, "Basic"}},
+		},
+		{
+			name: "unknown attributes ignored, CRLF tolerated",
+			in:   "protocol=https\r\nhost=h\r\npassword_expiry_utc=1\r\noauth_refresh_token=x\r\nfuture=thing\r\n\r\n",
+			want: &GitRequest{Protocol: "https", Host: "h"},
+		},
+		{
+			name: "url split into parts",
+			in:   "url=https://alice@git.example.com:444/team/repo.git\n",
+			want: &GitRequest{Protocol: "https", Host: "git.example.com:444", Path: "team/repo.git", Username: "alice"},
+		},
+		{
+			name: "lines after the blank line are not read",
+			in:   "protocol=https\nhost=a\n\nhost=b\n",
+			want: &GitRequest{Protocol: "https", Host: "a"},
+		},
+		{name: "no equals sign", in: "protocol https\n", wantErr: "without '='"},
+		{name: "NUL byte", in: "host=a\x00b\n", wantErr: "NUL"},
+		{name: "url without scheme", in: "url=git.example.com/x\n", wantErr: "without a scheme"},
+		{name: "line too long", in: "path=" + strings.Repeat("a", MaxGitLine) + "\n", wantErr: "longer than 65535 bytes"},
+		{name: "too many lines", in: strings.Repeat("x=y\n", maxGitLines+1), wantErr: "longer than 1024 lines"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseGitRequest(strings.NewReader(tt.in))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want it to mention %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("request (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestGitRequestURL(t *testing.T) {
+	tests := []struct {
+		req  GitRequest
+		want string
+	}{
+		{GitRequest{Protocol: "https", Host: "h"}, "https://h/"},
+		{GitRequest{Protocol: "https", Host: "h:8443", Path: "team/r.git"}, "https://h:8443/team/r.git"},
+		{GitRequest{Protocol: "http", Host: "h", Path: "/x"}, "http://h/x"},
+	}
+	for _, tt := range tests {
+		if got := tt.req.URL(); got != tt.want {
+			t.Errorf("URL() = %q, want %q", got, tt.want)
+		}
+	}
+}
+
+func TestWriteGitAnswer(t *testing.T) {
+	exp := time.Unix(1800000000, 0)
+	a := GitAnswer{Username: "oauth2", Token: "tok", Expiry: exp}
+	tests := []struct {
+		name string
+		req  *GitRequest
+		want string
+	}{
+		{name: "username and password", req: &GitRequest{},
+			want: "username=oauth2\npassword=tok\npassword_expiry_utc=1800000000\n"},
+		{name: "authtype capability", req: &GitRequest{Capabilities: []string{"state", "authtype"}},
+			want: "capability[]=authtype\nauthtype=Bearer\ncredential=tok\nephemeral=true\npassword_expiry_utc=1800000000\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b bytes.Buffer
+			if err := WriteGitAnswer(&b, tt.req, a); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, b.String()); diff != "" {
+				t.Errorf("answer (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestKubeAPIVersion(t *testing.T) {
+	tests := []struct {
+		info, want, wantErr string
+	}{
+		{info: "", want: KubeV1},
+		{info: `{"apiVersion":"client.authentication.k8s.io/v1beta1","kind":"ExecCredential","spec":{"interactive":false}}`, want: KubeV1beta1},
+		{info: `{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential"}`, want: KubeV1},
+		{info: `{"apiVersion":"client.authentication.k8s.io/v1alpha1"}`, wantErr: "v1alpha1"},
+		{info: `not json`, wantErr: "not JSON"},
+	}
+	for _, tt := range tests {
+		got, err := KubeAPIVersion(tt.info)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("KubeAPIVersion(%q) err = %v, want %q", tt.info, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("KubeAPIVersion(%q) = %q, %v; want %q", tt.info, got, err, tt.want)
+		}
+	}
+}
+
+func TestKubeExecCredential(t *testing.T) {
+	out, err := KubeExecCredential(KubeV1beta1, "tok", time.Date(2026, 11, 25, 13, 0, 0, 0, time.FixedZone("x", 3600)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{
+		"apiVersion": KubeV1beta1,
+		"kind":       "ExecCredential",
+		"status":     map[string]any{"token": "tok", "expirationTimestamp": "2026-11-25T12:00:00Z"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ExecCredential (-want +got):\n%s", diff)
+	}
+}
+
+func TestDockerRegistry(t *testing.T) {
+	tests := map[string]string{
+		"registry.example.com":              "registry.example.com",
+		"https://Registry.Example.com/v1/":  "registry.example.com",
+		"http://localhost:5000":             "localhost:5000",
+		"registry.example.com:5000/ns/repo": "registry.example.com:5000",
+		"  registry.example.com\n":          "registry.example.com",
+	}
+	for in, want := range tests {
+		if got := DockerRegistry(in); got != want {
+			t.Errorf("DockerRegistry(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestReadDockerServer(t *testing.T) {
+	if got, err := ReadDockerServer(strings.NewReader("https://r.example.com\n")); err != nil || got != "https://r.example.com" {
+		t.Errorf("got %q, %v", got, err)
+	}
+	if _, err := ReadDockerServer(strings.NewReader("\n")); err == nil {
+		t.Error("empty input accepted")
+	}
+	if _, err := ReadDockerServer(strings.NewReader(strings.Repeat("a", maxDockerInput+1))); err == nil {
+		t.Error("oversized input accepted")
+	}
+}
+
+func FuzzParseGitRequest(f *testing.F) {
+	f.Add("protocol=https\nhost=h\npath=p\n\n")
+	f.Add("url=https://u@h:1/p\ncapability[]=authtype\n")
+	f.Add("wwwauth[]=Bearer\n\nx")
+	f.Fuzz(func(t *testing.T, in string) {
+		req, err := ParseGitRequest(strings.NewReader(in))
+		if err != nil {
+			if req != nil || err.Error() == "" {
+				t.Fatalf("bad error result: %v, %v", req, err)
+			}
+			return
+		}
+		for _, v := range []string{req.Protocol, req.Host, req.Path, req.Username} {
+			if strings.ContainsAny(v, "\n\x00") {
+				t.Fatalf("attribute holds a newline or NUL: %q", v)
+			}
+		}
+		var b bytes.Buffer
+		if err := WriteGitAnswer(&b, req, GitAnswer{Username: "u", Token: "t"}); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func FuzzDockerRegistry(f *testing.F) {
+	f.Add("https://registry.example.com:5000/v2/")
+	f.Add("registry.example.com")
+	f.Fuzz(func(t *testing.T, in string) {
+		got := DockerRegistry(in)
+		if strings.Contains(got, "/") || strings.Contains(got, "://") || got != strings.ToLower(got) {
+			t.Fatalf("DockerRegistry(%q) = %q", in, got)
+		}
+	})
+}

@@ -1,0 +1,50 @@
+package credproto
+
+import (
+	"errors"
+	"io"
+	"strings"
+)
+
+// DockerNotFound is what docker expects from a helper that has no
+// credentials for a server (docker-credential-helpers' credentials.
+// errCredentialsNotFoundMessage).
+const DockerNotFound = "credentials not found in native keychain"
+
+// maxDockerInput bounds the server URL docker writes on stdin.
+const maxDockerInput = 64 << 10
+
+// DockerCredential is the answer to a get.
+type DockerCredential struct {
+	ServerURL string `json:"ServerURL"`
+	Username  string `json:"Username"`
+	Secret    string `json:"Secret"`
+}
+
+// ReadDockerServer reads the server URL docker writes to a helper's stdin.
+func ReadDockerServer(r io.Reader) (string, error) {
+	data, err := io.ReadAll(io.LimitReader(r, maxDockerInput+1))
+	if err != nil {
+		return "", err
+	}
+	if len(data) > maxDockerInput {
+		return "", errors.New("server URL longer than 64 KiB")
+	}
+	s := strings.TrimSpace(string(data))
+	if s == "" {
+		return "", errors.New("no server URL on stdin")
+	}
+	return s, nil
+}
+
+// DockerRegistry reduces what docker calls a server URL to the
+// host[:port] that docker.registries name: "https://host:5000/v1/" and
+// "host:5000" both give "host:5000"; the host is lower-cased.
+func DockerRegistry(server string) string {
+	s := strings.TrimSpace(server)
+	if _, rest, ok := strings.Cut(s, "://"); ok {
+		s = rest
+	}
+	host, _, _ := strings.Cut(s, "/")
+	return strings.ToLower(host)
+}

@@ -1,0 +1,139 @@
+// Package credproto speaks the credential-helper protocols of the tools
+// that call tokctl: git's credential helpers (git-credential(1)),
+// kubectl's exec credential plugins (client.authentication.k8s.io), and
+// docker's credential helpers (docker-credential-helpers). It links only
+// the standard library's basics, since it runs in tokctl on every call.
+package credproto
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// MaxGitLine is git's own limit on one credential line (credential.c).
+const MaxGitLine = 65535
+
+// maxGitLines bounds the number of lines of one request.
+const maxGitLines = 1024
+
+// GitRequest is what git sends a helper on stdin.
+type GitRequest struct {
+	Protocol     string
+	Host         string // with ":port" when git has one
+	Path         string // only with credential.useHttpPath
+	Username     string
+	Capabilities []string // capability[]: what git understands (2.46+)
+	WWWAuth      []string // wwwauth[]: the server's challenges (2.41+)
+}
+
+// ParseGitRequest reads key=value lines up to a blank line or EOF.
+// Unknown attributes are ignored, as git requires; a url attribute is
+// split into its parts. Lines longer than MaxGitLine, lines without "=",
+// and NUL bytes are errors.
+func ParseGitRequest(r io.Reader) (*GitRequest, error) {
+	req := &GitRequest{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 4096), MaxGitLine+1)
+	for n := 0; sc.Scan(); n++ {
+		line := strings.TrimSuffix(sc.Text(), "\r")
+		if line == "" {
+			break
+		}
+		if n >= maxGitLines {
+			return nil, fmt.Errorf("credential request longer than %d lines", maxGitLines)
+		}
+		if strings.IndexByte(line, 0) >= 0 {
+			return nil, errors.New("credential request holds a NUL byte")
+		}
+		key, value, ok := strings.Cut(line, "=")
+		if !ok {
+			return nil, fmt.Errorf("credential line without '=': %.40q", line)
+		}
+		switch key {
+		case "protocol":
+			req.Protocol = value
+		case "host":
+			req.Host = value
+		case "path":
+			req.Path = value
+		case "username":
+			req.Username = value
+		case "url":
+			if err := req.setURL(value); err != nil {
+				return nil, err
+			}
+		case "capability[]":
+			req.Capabilities = append(req.Capabilities, value)
+		case "wwwauth[]":
+			req.WWWAuth = append(req.WWWAuth, value)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return nil, fmt.Errorf("credential line longer than %d bytes", MaxGitLine)
+		}
+		return nil, fmt.Errorf("reading the credential request: %w", err)
+	}
+	return req, nil
+}
+
+// setURL splits a url attribute as git does: protocol, host, path.
+func (r *GitRequest) setURL(u string) error {
+	proto, rest, ok := strings.Cut(u, "://")
+	if !ok || proto == "" {
+		return fmt.Errorf("credential url without a scheme: %.60q", u)
+	}
+	host, path, _ := strings.Cut(rest, "/")
+	if at := strings.LastIndexByte(host, '@'); at >= 0 {
+		if r.Username == "" {
+			r.Username = host[:at]
+		}
+		host = host[at+1:]
+	}
+	r.Protocol, r.Host, r.Path = proto, host, path
+	return nil
+}
+
+// URL is the request as protocol://host/path, the form git.urls match.
+func (r *GitRequest) URL() string {
+	return r.Protocol + "://" + r.Host + "/" + strings.TrimPrefix(r.Path, "/")
+}
+
+// HasCapability reports whether git announced the capability.
+func (r *GitRequest) HasCapability(c string) bool {
+	for _, have := range r.Capabilities {
+		if have == c {
+			return true
+		}
+	}
+	return false
+}
+
+// GitAnswer is a credential for git.
+type GitAnswer struct {
+	Username string
+	Token    string
+	Expiry   time.Time
+}
+
+// WriteGitAnswer writes the answer to a get. When git understands the
+// authtype capability (2.46+) the token goes as a Bearer credential that
+// git sends as is and does not store (ephemeral); otherwise as username
+// and password. password_expiry_utc tells git 2.41+ when to stop using it.
+func WriteGitAnswer(w io.Writer, req *GitRequest, a GitAnswer) error {
+	var b strings.Builder
+	expiry := strconv.FormatInt(a.Expiry.Unix(), 10)
+	if req.HasCapability("authtype") {
+		b.WriteString("capability[]=authtype\nauthtype=Bearer\ncredential=" + a.Token + "\nephemeral=true\n")
+	} else {
+		b.WriteString("username=" + a.Username + "\npassword=" + a.Token + "\n")
+	}
+	b.WriteString("password_expiry_utc=" + expiry + "\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
