@@ -122,6 +122,7 @@ func (c *Client) call(method, path string, body []byte, out any) error {
 // roundTrip sends one HTTP/1.1 request with Connection: close and reads
 // the whole answer. Header names in the result are lower-case.
 func (c *Client) roundTrip(method, path string, body []byte) (int, map[string]string, []byte, error) {
+	deadline := time.Now().Add(c.timeout())
 	fd, err := c.dial()
 	if err != nil {
 		return 0, nil, nil, err
@@ -139,7 +140,7 @@ func (c *Client) roundTrip(method, path string, body []byte) (int, map[string]st
 	if err := writeAll(fd, req.Bytes()); err != nil {
 		return 0, nil, nil, fmt.Errorf("sending to tokd at %s: %w", c.Socket, err)
 	}
-	raw, err := readAll(fd)
+	raw, err := readAll(fd, deadline)
 	if err != nil {
 		return 0, nil, nil, fmt.Errorf("reading from tokd at %s: %w", c.Socket, err)
 	}
@@ -150,6 +151,13 @@ func (c *Client) roundTrip(method, path string, body []byte) (int, map[string]st
 	return status, header, respBody, nil
 }
 
+func (c *Client) timeout() time.Duration {
+	if c.Timeout <= 0 {
+		return 30 * time.Second
+	}
+	return c.Timeout
+}
+
 func (c *Client) dial() (int, error) {
 	if c.Socket == "" {
 		return -1, fmt.Errorf("%w: no socket path", ErrUnreachable)
@@ -158,12 +166,7 @@ func (c *Client) dial() (int, error) {
 	if err != nil {
 		return -1, fmt.Errorf("socket: %w", err)
 	}
-	timeout := c.Timeout
-	if timeout <= 0 {
-		timeout = 30 * time.Second
-	}
-	tv := syscall.NsecToTimeval(timeout.Nanoseconds())
-	_ = syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv)
+	tv := syscall.NsecToTimeval(c.timeout().Nanoseconds())
 	_ = syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_SNDTIMEO, &tv)
 	for {
 		err = syscall.Connect(fd, &syscall.SockaddrUnix{Name: c.Socket})
@@ -196,21 +199,34 @@ func writeAll(fd int, b []byte) error {
 	return nil
 }
 
-func readAll(fd int) ([]byte, error) {
+// readAll reads until EOF, at most maxResponse bytes, and fails once
+// deadline has passed: SO_RCVTIMEO is set before each read to the time
+// left, so that an answer trickling in cannot outlast the round trip.
+func readAll(fd int, deadline time.Time) ([]byte, error) {
 	buf := make([]byte, 0, 4096)
 	for {
 		if len(buf) == cap(buf) {
-			if len(buf) >= maxResponse {
-				return nil, fmt.Errorf("answer larger than %d bytes", maxResponse)
-			}
 			buf = append(buf, 0)[:len(buf)]
 		}
-		n, err := syscall.Read(fd, buf[len(buf):cap(buf)])
+		left := time.Until(deadline)
+		if left <= 0 {
+			return nil, errTimeout
+		}
+		tv := syscall.NsecToTimeval(left.Nanoseconds())
+		if tv.Sec == 0 && tv.Usec == 0 {
+			tv.Usec = 1 // zero would mean no timeout at all
+		}
+		if err := syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv); err != nil {
+			return nil, err
+		}
+		// Read one byte past the bound, so that an answer of exactly
+		// maxResponse bytes is told apart from a longer one.
+		n, err := syscall.Read(fd, buf[len(buf):min(cap(buf), maxResponse+1)])
 		if err == syscall.EINTR {
 			continue
 		}
 		if err == syscall.EAGAIN {
-			return nil, errors.New("timed out waiting for an answer")
+			return nil, errTimeout
 		}
 		if err != nil {
 			return nil, err
@@ -219,8 +235,13 @@ func readAll(fd int) ([]byte, error) {
 			return buf, nil
 		}
 		buf = buf[:len(buf)+n]
+		if len(buf) > maxResponse {
+			return nil, fmt.Errorf("answer larger than %d bytes", maxResponse)
+		}
 	}
 }
+
+var errTimeout = errors.New("timed out waiting for an answer")
 
 // parseResponse reads an HTTP/1.1 response that ends at EOF: status line,
 // headers, and a body framed by Content-Length, chunked encoding or EOF.
