@@ -596,10 +596,10 @@ func (c *Cache) checkFetchLocked(e *entry, now time.Time, forced bool) error {
 	case c.closed:
 		return fmt.Errorf("profile %s: %w", name, ErrClosed)
 	case !e.fetchable() && e.tok != nil:
-		return fmt.Errorf("profile %s: %w: the token expired at %s and the profile has no way to fetch a new one",
-			name, ErrNoToken, e.tok.Expiry.UTC().Format(time.RFC3339))
+		return fmt.Errorf("profile %s: %w: the token expired at %s and the profile cannot fetch one: import a new token file with `tokctl import %s FILE`",
+			name, ErrNoToken, e.tok.Expiry.UTC().Format(time.RFC3339), name)
 	case !e.fetchable():
-		return fmt.Errorf("profile %s: %w: nothing imported and the profile has no way to fetch a token", name, ErrNoToken)
+		return fmt.Errorf("profile %s: %w: nothing imported yet: import a token file with `tokctl import %s FILE`", name, ErrNoToken, name)
 	case forced && now.Before(e.retryAfterUntil):
 		err := fmt.Errorf("profile %s: refresh not attempted: the token endpoint asked to wait until %s",
 			name, e.retryAfterUntil.UTC().Format(time.RFC3339))

@@ -1,23 +1,28 @@
 package cmd_test
 
 import (
+	"cmp"
 	"crypto/rand"
 	"crypto/rsa"
+	"errors"
 	"fmt"
 	"net"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/tokd/tokd/client"
 	"github.com/tokd/tokd/emulator"
 )
 
@@ -69,6 +74,12 @@ func TestCLI(t *testing.T) {
 			"notifysock":  cmdNotifySock,
 			"waitready":   cmdWaitReady,
 			"tokfile":     cmdTokFile,
+			"notcontains": cmdNotContains,
+			"exitcode":    cmdExitCode,
+			"signal":      cmdSignal,
+			"envsubst":    cmdEnvSubst,
+			"waitstatus":  cmdWaitStatus,
+			"waitlog":     cmdWaitLog,
 		},
 		RequireExplicitExec: true,
 	})
@@ -175,15 +186,23 @@ func cmdWaitReady(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
+// tokFileKey signs the tokens of every tokfile: generating an RSA key
+// costs far more than signing, the more so under the race detector.
+var tokFileKey = sync.OnceValues(func() (*rsa.PrivateKey, error) {
+	return rsa.GenerateKey(rand.Reader, 2048)
+})
+
 // cmdTokFile writes a Console-style token file holding a JWT that
-// expires in the given duration: "tokfile NAME 1h [refresh]".
+// expires in the given duration: "tokfile NAME 1h [refresh]". It also
+// writes the bare token and a newline to NAME.token, which is what
+// "tokctl get" prints once the file is imported.
 func cmdTokFile(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) < 2 || len(args) > 3 {
 		ts.Fatalf("usage: tokfile NAME DURATION [refresh]")
 	}
 	d, err := time.ParseDuration(args[1])
 	ts.Check(err)
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	key, err := tokFileKey()
 	ts.Check(err)
 	now := time.Now()
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{
@@ -195,4 +214,176 @@ func cmdTokFile(ts *testscript.TestScript, neg bool, args []string) {
 		body = fmt.Sprintf(`{"app_access_token":%q,"app_refresh_token":"rt-from-console"}`, tok)
 	}
 	ts.Check(os.WriteFile(ts.MkAbs(args[0]), []byte(body), 0o600))
+	ts.Check(os.WriteFile(ts.MkAbs(args[0]+".token"), []byte(tok+"\n"), 0o600))
+}
+
+// cmdExitCode runs a program, like exec, and asserts its exact exit
+// status: "exitcode 2 tokctl get". Its stdout and stderr are kept for
+// the stdout and stderr commands that follow.
+func cmdExitCode(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: exitcode N program [args...]")
+	}
+	want, err := strconv.Atoi(args[0])
+	ts.Check(err)
+	err = ts.Exec(args[1], args[2:]...)
+	got := 0
+	if err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || !ee.Exited() {
+			ts.Fatalf("running %s: %v", args[1], err)
+		}
+		got = ee.ExitCode()
+	}
+	if got != want {
+		ts.Fatalf("%s exited with status %d, want %d", args[1], got, want)
+	}
+}
+
+// signals are the signals cmdSignal sends; testscript's kill knows only
+// INT and KILL.
+var signals = map[string]syscall.Signal{
+	"HUP": syscall.SIGHUP, "INT": syscall.SIGINT, "TERM": syscall.SIGTERM, "KILL": syscall.SIGKILL,
+}
+
+// cmdSignal sends a signal to the background commands started with
+// "exec ... &" since the last wait: "signal HUP tokd" to those running
+// the program tokd, "signal HUP" to all of them. Follow it with wait to
+// collect a command that the signal ends.
+func cmdSignal(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 1 || len(args) > 2 {
+		ts.Fatalf("usage: signal HUP|INT|TERM|KILL [program]")
+	}
+	sig, ok := signals[args[0]]
+	if !ok {
+		ts.Fatalf("unknown signal %q", args[0])
+	}
+	sent := 0
+	for _, cmd := range ts.BackgroundCmds() {
+		if len(args) == 2 && filepath.Base(cmd.Path) != args[1] {
+			continue
+		}
+		ts.Check(cmd.Process.Signal(sig))
+		sent++
+	}
+	if sent == 0 {
+		ts.Fatalf("no background command to signal")
+	}
+}
+
+// cmdEnvSubst writes OUT as IN with $VAR and ${VAR} replaced by the
+// script's environment, since testscript leaves archive files as they
+// are: "envsubst tokd.toml.in tokd.toml". Files tokd reads keep mode
+// 0600.
+func cmdEnvSubst(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: envsubst IN OUT")
+	}
+	out := os.Expand(ts.ReadFile(args[0]), func(name string) string {
+		v := ts.Getenv(name)
+		if v == "" {
+			ts.Fatalf("%s: $%s is not set", args[0], name)
+		}
+		return v
+	})
+	ts.Check(os.WriteFile(ts.MkAbs(args[1]), []byte(out), 0o600))
+}
+
+// waitDeadline bounds the polling of waitstatus and waitlog.
+const waitDeadline = 30 * time.Second
+
+// poll calls cond every few milliseconds until it reports true, and fails
+// the script with what last said when waitDeadline passes first.
+func poll(ts *testscript.TestScript, what string, cond func() (bool, string)) {
+	deadline := time.Now().Add(waitDeadline)
+	for {
+		ok, last := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("gave up after %v waiting for %s; last: %s", waitDeadline, what, last)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// cmdWaitStatus polls tokd's status on $SOCK until the profile is listed,
+// in the given state if one is named: "waitstatus ci valid". With
+// -noerror it also waits for the profile's last error to clear. It is how
+// a script waits for what tokd does on its own: a reload, a retry.
+func cmdWaitStatus(ts *testscript.TestScript, neg bool, args []string) {
+	noError := len(args) > 0 && args[0] == "-noerror"
+	if noError {
+		args = args[1:]
+	}
+	if neg || len(args) < 1 || len(args) > 2 {
+		ts.Fatalf("usage: waitstatus [-noerror] PROFILE [STATE]")
+	}
+	profile, want := args[0], ""
+	if len(args) == 2 {
+		want = args[1]
+	}
+	what := "profile " + profile + " " + cmp.Or(want, "listed")
+	if noError {
+		what += " without an error"
+	}
+	c := &client.Client{Socket: ts.Getenv("SOCK"), Timeout: 5 * time.Second}
+	poll(ts, what, func() (bool, string) {
+		st, err := c.Status()
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, p := range st.Profiles {
+			if p.Profile == profile {
+				ok := (want == "" || p.State == want) && (!noError || p.LastError == "")
+				return ok, fmt.Sprintf("state %s, last error %q", p.State, p.LastError)
+			}
+		}
+		return false, "not listed"
+	})
+}
+
+// cmdWaitLog polls a file (tokd's stderr redirected there) until a line
+// matches the regular expression, or with -count=N until N lines do:
+// "waitlog tokd.log 'reload refused'".
+func cmdWaitLog(ts *testscript.TestScript, neg bool, args []string) {
+	count := 1
+	if len(args) > 0 && strings.HasPrefix(args[0], "-count=") {
+		n, err := strconv.Atoi(strings.TrimPrefix(args[0], "-count="))
+		if err != nil || n < 1 {
+			ts.Fatalf("waitlog: bad %s", args[0])
+		}
+		count, args = n, args[1:]
+	}
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: waitlog [-count=N] FILE REGEXP")
+	}
+	re, err := regexp.Compile("(?m)" + args[1])
+	ts.Check(err)
+	poll(ts, fmt.Sprintf("%d lines matching %q in %s", count, args[1], args[0]), func() (bool, string) {
+		data, err := os.ReadFile(ts.MkAbs(args[0]))
+		if err != nil {
+			return false, err.Error()
+		}
+		n := len(re.FindAllIndex(data, -1))
+		return n >= count, fmt.Sprintf("%d matching lines", n)
+	})
+}
+
+// cmdNotContains asserts that FILE does not hold the text of NEEDLE (a
+// file, trailing newline ignored): "notcontains state/tokd.db tok1".
+func cmdNotContains(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: notcontains FILE NEEDLE")
+	}
+	needle := strings.TrimRight(ts.ReadFile(args[1]), "\n")
+	if len(needle) < 16 {
+		ts.Fatalf("needle %s is too short to mean anything", args[1])
+	}
+	data, err := os.ReadFile(ts.MkAbs(args[0]))
+	ts.Check(err)
+	if strings.Contains(string(data), needle) {
+		ts.Fatalf("%s holds the text of %s", args[0], args[1])
+	}
 }

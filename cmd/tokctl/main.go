@@ -140,6 +140,9 @@ func parse(fs *flag.FlagSet, args []string, names ...string) ([]string, error) {
 		args = args[1:]
 	}
 	if len(pos) != len(names) {
+		if len(names) == 0 {
+			return nil, usagef("%s takes no arguments", fs.Name())
+		}
 		return nil, usagef("%s takes %s", fs.Name(), strings.Join(names, " "))
 	}
 	return pos, nil
