@@ -74,6 +74,9 @@ type Options struct {
 	// jitter; nil: math/rand/v2.Float64. The cache calls it with its lock
 	// held, never concurrently.
 	Rand func() float64
+	// Observe, when set, learns the outcome of every fetch (for metrics).
+	// It is called without the cache's lock, once per fetch.
+	Observe func(FetchResult)
 
 	MinMargin          time.Duration // refresh at least max(MinMargin, L/10) before expiry (capped at L/2)
 	MinRefreshInterval time.Duration // between two successful fetches by the scheduler
@@ -82,6 +85,15 @@ type Options struct {
 	MaxBackoff         time.Duration // retry ceiling
 	PermanentRetry     time.Duration // retry interval after a permanent failure
 	FetchTimeout       time.Duration // bound on one Fetch call
+}
+
+// FetchResult describes one finished fetch. It carries no token material.
+type FetchResult struct {
+	Profile  string
+	Trigger  string // "scheduled", "get", "refresh", ...
+	Outcome  string // "ok", "retryable_error", "permanent_error", "discarded" or "cancelled"
+	Duration time.Duration
+	Err      error // the fetch error, for the error outcomes
 }
 
 // State summarises a profile in ProfileStatus.
@@ -121,11 +133,13 @@ type ProfileStatus struct {
 // Cache holds the tokens of every profile. Its methods are safe for
 // concurrent use.
 type Cache struct {
-	clock  Clock
-	store  Store
-	log    *slog.Logger
-	rand   func() float64
-	policy policy
+	clock Clock
+	store Store
+	log   *slog.Logger
+	rand  func() float64
+	// observe is Options.Observe.
+	observe func(FetchResult)
+	policy  policy
 	// fetchTimeout bounds one Fetch.
 	fetchTimeout time.Duration
 
@@ -203,6 +217,7 @@ func New(opts Options) *Cache {
 		store:        opts.Store,
 		log:          opts.Logger,
 		rand:         opts.Rand,
+		observe:      opts.Observe,
 		policy:       newPolicy(opts),
 		fetchTimeout: opts.FetchTimeout,
 		entries:      make(map[string]*entry),
@@ -682,30 +697,39 @@ func (c *Cache) fetch(ctx context.Context, e *entry, cl *call, name, trigger str
 	failures := e.failures
 	c.mu.Unlock()
 
+	result := FetchResult{Profile: name, Trigger: trigger, Duration: now.Sub(start), Err: err}
+	level := slog.LevelInfo
+	switch {
+	case !current:
+		result.Outcome, result.Err = "discarded", nil
+	case errors.Is(cl.err, ErrClosed):
+		result.Outcome = "cancelled"
+	case err != nil && retryable(err):
+		result.Outcome, level = "retryable_error", slog.LevelWarn
+	case err != nil:
+		result.Outcome, level = "permanent_error", slog.LevelError
+	default:
+		result.Outcome = "ok"
+	}
+	if c.observe != nil {
+		c.observe(result)
+	}
 	attrs := []slog.Attr{
 		slog.String("profile", name),
 		slog.String("trigger", trigger),
-		slog.Duration("duration", now.Sub(start)),
+		slog.Duration("duration", result.Duration),
+		slog.String("outcome", result.Outcome),
 	}
-	switch {
-	case !current:
-		attrs = append(attrs, slog.String("outcome", "discarded"))
-		c.log.LogAttrs(context.Background(), slog.LevelInfo, "token refresh", attrs...)
-	case errors.Is(cl.err, ErrClosed):
-		attrs = append(attrs, slog.String("outcome", "cancelled"))
-		c.log.LogAttrs(context.Background(), slog.LevelInfo, "token refresh", attrs...)
-	case err != nil:
-		outcome, level := "retryable error", slog.LevelWarn
-		if !retryable(err) {
-			outcome, level = "permanent error", slog.LevelError
-		}
-		attrs = append(attrs, slog.String("outcome", outcome), slog.Int("failures", failures),
+	switch result.Outcome {
+	case "retryable_error", "permanent_error":
+		attrs = append(attrs, slog.Int("failures", failures),
 			slog.Time("next_refresh", next), slog.String("err", err.Error()))
-		c.log.LogAttrs(context.Background(), level, "token refresh", attrs...)
-	default:
-		attrs = append(attrs, slog.String("outcome", "ok"), slog.Time("expires", installed.Expiry),
+	case "ok":
+		attrs = append(attrs, slog.Time("expires", installed.Expiry),
 			slog.Time("next_refresh", next), slog.Bool("has_refresh_token", installed.RefreshToken != ""))
-		c.log.LogAttrs(context.Background(), slog.LevelInfo, "token refresh", attrs...)
+	}
+	c.log.LogAttrs(context.Background(), level, "token refresh", attrs...)
+	if result.Outcome == "ok" {
 		c.persist(e, installed)
 	}
 }

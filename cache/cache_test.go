@@ -268,7 +268,7 @@ func TestBackoffGrowsToCap(t *testing.T) {
 	if s := h.status("ci"); s.State != cache.StateFailing || !strings.Contains(s.LastError, "HTTP 503") {
 		t.Errorf("status = %+v, want failing with the 503", s)
 	}
-	if n, want := len(h.logs.lines(`"level":"WARN"`, `"outcome":"retryable error"`)), f.numCalls(); n != want {
+	if n, want := len(h.logs.lines(`"level":"WARN"`, `"outcome":"retryable_error"`)), f.numCalls(); n != want {
 		t.Errorf("warning lines = %d, want one per attempt (%d)", n, want)
 	}
 }
@@ -323,7 +323,7 @@ func TestPermanentErrorReportedAndRetriedSlowly(t *testing.T) {
 	if s.State != cache.StateFailing || !s.LastErrorAt.Equal(t0) || !strings.Contains(s.LastError, "invalid_grant") {
 		t.Errorf("status = %+v, want failing with invalid_grant at t0", s)
 	}
-	if n := len(h.logs.lines(`"level":"ERROR"`, `"profile":"ci"`, `"outcome":"permanent error"`, "invalid_grant")); n != 1 {
+	if n := len(h.logs.lines(`"level":"ERROR"`, `"profile":"ci"`, `"outcome":"permanent_error"`, "invalid_grant")); n != 1 {
 		t.Errorf("error log lines = %d, want 1:\n%s", n, h.logs.String())
 	}
 	retry := s.NextRefresh.Sub(t0)
@@ -962,5 +962,42 @@ func TestFetcherReturningAnExpiredTokenIsAFailure(t *testing.T) {
 	h.settle()
 	if s := h.status("ci"); s.State != cache.StateFailing || s.Failures != 1 {
 		t.Errorf("status = %+v, want failing once", s)
+	}
+}
+
+func TestObserveSeesEveryFetchOutcome(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	observe := func(o *cache.Options) {
+		o.Observe = func(r cache.FetchResult) {
+			mu.Lock()
+			defer mu.Unlock()
+			got = append(got, r.Profile+" "+r.Trigger+" "+r.Outcome)
+			if (r.Outcome == "ok") != (r.Err == nil) {
+				t.Errorf("result %+v: Err does not match the outcome", r)
+			}
+		}
+	}
+	h := newHarness(t, observe)
+	f := newFetcher(h.clk, "ci", time.Hour)
+	h.c.SetProfiles([]cache.Profile{f.profile("fp")})
+	h.run()
+	f.setFail(func(n int) error {
+		if n == 2 {
+			return errUnavailable
+		}
+		return errInvalidGrant
+	})
+	for range 2 {
+		if _, err := h.c.Refresh(context.Background(), "ci"); err == nil {
+			t.Fatal("Refresh succeeded against a failing fetcher")
+		}
+	}
+	h.settle()
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{"ci scheduled ok", "ci refresh retryable_error", "ci refresh permanent_error"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("observed (-want +got):\n%s", diff)
 	}
 }
