@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -235,7 +236,13 @@ func (s *server) writeCacheError(w http.ResponseWriter, profile string, err erro
 	case errors.Is(err, context.Canceled):
 		return // the caller has gone
 	}
-	writeError(w, status, fmt.Sprintf("profile %s: %v", profile, err))
+	// The cache's errors name the profile already; a caller's own deadline
+	// does not.
+	msg := err.Error()
+	if !strings.HasPrefix(msg, "profile "+profile+":") {
+		msg = fmt.Sprintf("profile %s: %s", profile, msg)
+	}
+	writeError(w, status, msg)
 }
 
 func writeError(w http.ResponseWriter, status int, msg string) {
