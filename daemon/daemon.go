@@ -131,8 +131,12 @@ func Run(ctx context.Context, opts Options) error {
 		hangup = ch
 	}
 
+	// The cache runs until the server has drained, so that requests in
+	// flight when shutdown begins can still get the token they wait for.
+	cacheCtx, stopCache := context.WithCancel(context.Background())
+	defer stopCache()
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return tokens.Run(gctx) })
+	g.Go(func() error { return tokens.Run(cacheCtx) })
 	g.Go(func() error {
 		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serving %s: %w", socket, err)
@@ -144,12 +148,13 @@ func Run(ctx context.Context, opts Options) error {
 		if opts.Stopping != nil {
 			opts.Stopping()
 		}
-		// Stop accepting, then let in-flight requests finish.
+		// Stop accepting, let in-flight requests finish, then stop the cache.
 		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 		defer cancel()
 		if err := httpSrv.Shutdown(sctx); err != nil {
 			log.Warn("shutdown: requests still in flight were cut off", "err", err)
 		}
+		stopCache()
 		return nil
 	})
 	g.Go(func() error {
@@ -168,9 +173,6 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	err = g.Wait()
 	log.Info("tokd stopped")
-	if errors.Is(err, context.Canceled) {
-		return nil
-	}
 	return err
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -19,7 +20,7 @@ type PeerCred struct {
 	PID    int32
 	UID    uint32
 	GID    uint32
-	Groups []uint32 // supplementary groups, read from /proc at connect
+	Groups []uint32 // supplementary groups at connect (SO_PEERGROUPS)
 }
 
 type peerCredKey struct{}
@@ -51,23 +52,47 @@ func readPeerCred(c net.Conn) (*PeerCred, error) {
 		return nil, fmt.Errorf("peer credentials: %w", err)
 	}
 	var ucred *unix.Ucred
-	var credErr error
+	var groups []uint32
+	var credErr, groupsErr error
 	if err := raw.Control(func(fd uintptr) {
 		ucred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+		groups, groupsErr = peerGroups(int(fd))
 	}); err != nil {
 		return nil, fmt.Errorf("peer credentials: %w", err)
 	}
 	if credErr != nil {
 		return nil, fmt.Errorf("peer credentials: %w", credErr)
 	}
-	cred := &PeerCred{PID: ucred.Pid, UID: ucred.Uid, GID: ucred.Gid}
-	cred.Groups, _ = procGroups(ucred.Pid)
+	cred := &PeerCred{PID: ucred.Pid, UID: ucred.Uid, GID: ucred.Gid, Groups: groups}
+	if groupsErr != nil {
+		// Kernels before 4.13 lack SO_PEERGROUPS: read them from /proc,
+		// which races with the caller's exit and pid reuse.
+		cred.Groups, _ = procGroups(ucred.Pid)
+	}
 	return cred, nil
 }
 
-// procGroups reads the supplementary groups of pid from /proc. The kernel
-// does not pass them with SO_PEERCRED; a process that exits first simply
-// has none.
+// peerGroups returns the supplementary groups the peer had when it
+// connected (SO_PEERGROUPS, Linux 4.13+).
+func peerGroups(fd int) ([]uint32, error) {
+	buf := make([]uint32, 32)
+	for {
+		size := uint32(len(buf) * 4)
+		_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_PEERGROUPS,
+			uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&size)), 0)
+		switch {
+		case errno == unix.ERANGE && int(size/4) > len(buf):
+			buf = make([]uint32, size/4)
+		case errno != 0:
+			return nil, errno
+		default:
+			return buf[:size/4], nil
+		}
+	}
+}
+
+// procGroups reads the supplementary groups of pid from /proc, where
+// SO_PEERGROUPS is missing; a process that exits first simply has none.
 func procGroups(pid int32) ([]uint32, error) {
 	if pid <= 0 {
 		return nil, errors.New("no pid")

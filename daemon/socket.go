@@ -49,11 +49,9 @@ func listenUnix(path string) (*net.UnixListener, error) {
 			return nil, fmt.Errorf("removing stale socket: %w", err)
 		}
 	}
-	// Bind under a umask that leaves no window with looser modes, then
-	// set the mode explicitly.
-	old := syscall.Umask(0o177)
+	// The process umask makes the new socket at most as open as
+	// SocketMode; the mode is then set explicitly.
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
-	syscall.Umask(old)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", path, err)
 	}
