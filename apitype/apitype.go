@@ -11,6 +11,10 @@
 //	POST   /v1/token/{profile}/import   Token (body: a tokens<n>.tok file)
 //	DELETE /v1/token/{profile}          204 (token forgotten)
 //	GET    /v1/status                   Status
+//	GET    /v1/git?url=URL              Credential for the profile whose git.urls cover URL
+//	DELETE /v1/git?url=URL              204 (that profile's token forgotten: the server refused it)
+//	GET    /v1/docker?server=SERVER     Credential for the profile whose docker.registries name SERVER
+//	GET    /v1/docker/list              DockerList
 package apitype
 
 import (
@@ -55,6 +59,18 @@ type Status struct {
 	Version  string          `json:"version"`
 	Profiles []ProfileStatus `json:"profiles"`
 }
+
+// Credential is a token with the user name a helper answers with, for
+// git and docker.
+type Credential struct {
+	Token
+	Username string `json:"username"`
+	// ServerURL is the git URL prefix or docker registry that matched.
+	ServerURL string `json:"server_url"`
+}
+
+// DockerList maps each docker registry the caller may use to its user name.
+type DockerList map[string]string
 
 // ErrorResponse is the body of every non-2xx answer.
 type ErrorResponse struct {

@@ -87,6 +87,33 @@ func (c *Client) Status() (*apitype.Status, error) {
 	return &st, c.call("GET", apitype.PathPrefix+"status", nil, &st)
 }
 
+// Git returns the credential for a git request URL
+// (protocol://host[:port]/path), or an error matching ErrNotFound when no
+// profile the caller may use covers it.
+func (c *Client) Git(requestURL string) (*apitype.Credential, error) {
+	var cred apitype.Credential
+	return &cred, c.call("GET", apitype.PathPrefix+"git?url="+url.QueryEscape(requestURL), nil, &cred)
+}
+
+// GitErase tells the daemon that the server refused the token it gave for
+// requestURL, so that the next request gets a new one.
+func (c *Client) GitErase(requestURL string) error {
+	return c.call("DELETE", apitype.PathPrefix+"git?url="+url.QueryEscape(requestURL), nil, nil)
+}
+
+// Docker returns the credential for a docker server, or an error matching
+// ErrNotFound.
+func (c *Client) Docker(server string) (*apitype.Credential, error) {
+	var cred apitype.Credential
+	return &cred, c.call("GET", apitype.PathPrefix+"docker?server="+url.QueryEscape(server), nil, &cred)
+}
+
+// DockerList returns the registries the caller may use.
+func (c *Client) DockerList() (apitype.DockerList, error) {
+	var list apitype.DockerList
+	return list, c.call("GET", apitype.PathPrefix+"docker/list", nil, &list)
+}
+
 func tokenPath(profile, suffix string) string {
 	return apitype.PathPrefix + "token/" + url.PathEscape(profile) + suffix
 }

@@ -101,7 +101,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	tokens.Restore(restored)
 
-	srv := newServer(tokens, policy(cfg), uint32(os.Getuid()), now, log)
+	srv := newServer(tokens, cfg, uint32(os.Getuid()), now, log)
 	ln := opts.Listener
 	if ln == nil {
 		ul, err := listenUnix(socket)
@@ -188,10 +188,12 @@ func reload(load func() (*config.Config, error), tokens *cache.Cache, srv *serve
 		log.Error("reload refused; the previous configuration keeps serving", "err", err)
 		return
 	}
-	// Tokens first, so that a profile the policy admits always exists in
-	// the cache.
+	// A profile the server admits must exist in the cache at every
+	// moment: admit only those in both configurations, switch the cache,
+	// then admit the new set.
+	srv.narrowTo(cfg)
 	tokens.SetProfiles(cacheProfiles(cfg))
-	srv.setPolicy(policy(cfg))
+	srv.setConfig(cfg)
 	log.Info("configuration reloaded", "profiles", len(cfg.Profiles))
 }
 

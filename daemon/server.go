@@ -16,7 +16,9 @@ import (
 
 	"github.com/tokd/tokd/apitype"
 	"github.com/tokd/tokd/cache"
+	"github.com/tokd/tokd/config"
 	"github.com/tokd/tokd/oauth"
+	"github.com/tokd/tokd/token"
 )
 
 // Tokens is what the socket API needs of the token cache.
@@ -41,8 +43,11 @@ type Policy map[string]Access
 
 // server answers the socket API.
 type server struct {
-	tokens  Tokens
-	policy  atomic.Pointer[Policy] // swapped whole on reload
+	tokens Tokens
+	policy atomic.Pointer[Policy] // swapped whole on reload
+	// config is the configuration serving, for the git and docker routes
+	// that match URLs and registries; swapped whole on reload.
+	config  atomic.Pointer[config.Config]
 	selfUID uint32
 	now     func() time.Time
 	log     *slog.Logger
@@ -50,13 +55,34 @@ type server struct {
 	getTimeout time.Duration
 }
 
-func newServer(tokens Tokens, policy Policy, selfUID uint32, now func() time.Time, log *slog.Logger) *server {
+func newServer(tokens Tokens, cfg *config.Config, selfUID uint32, now func() time.Time, log *slog.Logger) *server {
 	s := &server{tokens: tokens, selfUID: selfUID, now: now, log: log, getTimeout: 25 * time.Second}
-	s.setPolicy(policy)
+	s.setConfig(cfg)
 	return s
 }
 
-func (s *server) setPolicy(p Policy) { s.policy.Store(&p) }
+// setConfig serves cfg: its profiles' access and its git and docker
+// settings.
+func (s *server) setConfig(cfg *config.Config) {
+	p := policy(cfg)
+	s.policy.Store(&p)
+	s.config.Store(cfg)
+}
+
+// narrowTo admits only the profiles that both the serving configuration
+// and next have, with next's access: the first step of a reload, so that
+// no request reaches a profile the cache is about to drop or does not
+// have yet.
+func (s *server) narrowTo(next *config.Config) {
+	cur := *s.policy.Load()
+	p := make(Policy, len(cur))
+	for name, acc := range policy(next) {
+		if _, ok := cur[name]; ok {
+			p[name] = acc
+		}
+	}
+	s.policy.Store(&p)
+}
 
 // handler returns the API's route table behind the checks every request
 // passes.
@@ -67,6 +93,10 @@ func (s *server) handler() http.Handler {
 	mux.HandleFunc("POST /v1/token/{profile}/import", s.profileHandler(s.importToken))
 	mux.HandleFunc("DELETE /v1/token/{profile}", s.profileHandler(s.forgetToken))
 	mux.HandleFunc("GET /v1/status", s.status)
+	mux.HandleFunc("GET /v1/git", s.gitCredential)
+	mux.HandleFunc("DELETE /v1/git", s.gitErase)
+	mux.HandleFunc("GET /v1/docker", s.dockerCredential)
+	mux.HandleFunc("GET /v1/docker/list", s.dockerList)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such API path: %s %s", r.Method, r.URL.Path))
 	})
@@ -212,17 +242,21 @@ func timePtr(t time.Time) *time.Time {
 	return &t
 }
 
-func (s *server) writeToken(w http.ResponseWriter, profile string, tok *oauth.Token, err error) {
+func (s *server) writeToken(w http.ResponseWriter, profile string, tok *token.Token, err error) {
 	if err != nil {
 		s.writeCacheError(w, profile, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, apitype.Token{
+	writeJSON(w, http.StatusOK, apiToken(profile, tok))
+}
+
+func apiToken(profile string, tok *token.Token) apitype.Token {
+	return apitype.Token{
 		Profile:     profile,
 		AccessToken: tok.AccessToken,
 		TokenType:   tok.TokenType,
 		ExpiresAt:   tok.Expiry.UTC(),
-	})
+	}
 }
 
 // writeCacheError maps the cache's errors to statuses.

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -28,7 +29,12 @@ const (
 )
 
 func main() {
-	os.Exit(exitCode(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr), os.Stderr))
+	args := os.Args[1:]
+	if filepath.Base(os.Args[0]) == "docker-credential-tokd" {
+		// docker runs its helpers by this name: docker-credential-tokd get.
+		args = append([]string{"docker-credential"}, args...)
+	}
+	os.Exit(exitCode(run(args, os.Stdin, os.Stdout, os.Stderr), os.Stderr))
 }
 
 // usageError is a command line tokctl does not understand.
@@ -73,6 +79,14 @@ commands:
   refresh PROFILE                   refresh the token now
   forget PROFILE                    drop the token; the next get fetches anew
   import PROFILE FILE               import a tokens<n>.tok file from the OCI Console
+  exec [--env NAME] PROFILE -- COMMAND [ARGS...]
+                                    run COMMAND with the token in $NAME (default TOKD_ACCESS_TOKEN)
+
+credential helpers (called by the tools, not by hand):
+  git-credential get|store|erase    git: credential.helper = '!tokctl git-credential'
+  kubectl-credential PROFILE        kubectl: users[].user.exec
+  docker-credential get|list|store|erase|version
+                                    docker: credHelpers, or run as docker-credential-tokd
 
 The socket is --socket, else $TOKD_SOCKET, else /run/tokd/tokd.sock for
 root and $XDG_RUNTIME_DIR/tokd/tokd.sock for everyone else.
@@ -106,6 +120,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return cmdForget(c, args)
 	case "import":
 		return cmdImport(c, args, stdout)
+	case "git-credential":
+		return cmdGitCredential(c, args, stdin, stdout, stderr)
+	case "kubectl-credential":
+		return cmdKubectlCredential(c, args, stdout)
+	case "docker-credential":
+		return cmdDockerCredential(c, args, stdin, stdout)
+	case "exec":
+		return cmdExec(c, args)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+
+	"github.com/tokd/tokd/client"
+	"github.com/tokd/tokd/credproto"
+)
+
+// cmdGitCredential is git's credential helper:
+//
+//	git config --global credential.https://git.example.com.helper '!tokctl git-credential'
+//
+// get answers for the profile whose git.urls cover the request, or prints
+// nothing so that git asks its next helper; erase makes the daemon drop
+// the token the server refused; store and unknown actions do nothing.
+func cmdGitCredential(c *client.Client, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) != 1 {
+		return usagef("git-credential takes one action: get, store or erase")
+	}
+	action := args[0]
+	if action != "get" && action != "erase" {
+		_, err := io.Copy(io.Discard, io.LimitReader(stdin, 1<<20))
+		return err
+	}
+	req, err := credproto.ParseGitRequest(stdin)
+	if err != nil {
+		return fmt.Errorf("git-credential: %w", err)
+	}
+	if req.Protocol == "" || req.Host == "" {
+		return errors.New("git-credential: the request names no protocol and host")
+	}
+	if action == "erase" {
+		err := c.GitErase(req.URL())
+		if errors.Is(err, client.ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+	cred, err := c.Git(req.URL())
+	var apiErr *client.APIError
+	switch {
+	case errors.Is(err, client.ErrNotFound):
+		return nil // not ours: git asks the next helper
+	case errors.As(err, &apiErr) && apiErr.StatusCode == 409:
+		// Several profiles cover the host and git sent no path.
+		fmt.Fprintf(stderr, "tokctl: %s\nhint: git config --global credential.useHttpPath true\n", apiErr.Message)
+		return nil
+	case err != nil:
+		return err
+	}
+	return credproto.WriteGitAnswer(stdout, req, credproto.GitAnswer{
+		Username: cred.Username, Token: cred.AccessToken, Expiry: cred.ExpiresAt,
+	})
+}
+
+// kubeExpiryMargin is how long before the token's expiry kubectl is told
+// it expires, so that client-go asks again in time.
+const kubeExpiryMargin = 30 * time.Second
+
+// cmdKubectlCredential is kubectl's exec credential plugin.
+func cmdKubectlCredential(c *client.Client, args []string, stdout io.Writer) error {
+	pos, err := parse(flag.NewFlagSet("kubectl-credential", flag.ContinueOnError), args, "PROFILE")
+	if err != nil {
+		return err
+	}
+	apiVersion, err := credproto.KubeAPIVersion(os.Getenv("KUBERNETES_EXEC_INFO"))
+	if err != nil {
+		return err
+	}
+	tok, err := c.Token(pos[0])
+	if err != nil {
+		return err
+	}
+	out, err := credproto.KubeExecCredential(apiVersion, tok.AccessToken, tok.ExpiresAt.Add(-kubeExpiryMargin))
+	if err != nil {
+		return err
+	}
+	_, err = stdout.Write(append(out, '\n'))
+	return err
+}
+
+// cmdDockerCredential is docker's credential helper; tokctl also runs it
+// when invoked as docker-credential-tokd.
+func cmdDockerCredential(c *client.Client, args []string, stdin io.Reader, stdout io.Writer) error {
+	if len(args) != 1 {
+		return usagef("docker-credential takes one action: get, list, store, erase or version")
+	}
+	switch args[0] {
+	case "get":
+		server, err := credproto.ReadDockerServer(stdin)
+		if err != nil {
+			return err
+		}
+		cred, err := c.Docker(server)
+		if errors.Is(err, client.ErrNotFound) {
+			// docker-credential-helpers' client matches this text.
+			fmt.Fprintln(stdout, credproto.DockerNotFound)
+			return errSilent
+		}
+		if err != nil {
+			return err
+		}
+		return json.NewEncoder(stdout).Encode(credproto.DockerCredential{
+			ServerURL: server, Username: cred.Username, Secret: cred.AccessToken,
+		})
+	case "list":
+		list, err := c.DockerList()
+		if err != nil {
+			return err
+		}
+		return json.NewEncoder(stdout).Encode(list)
+	case "store", "erase":
+		// tokd owns these credentials: docker login and logout change
+		// nothing, so that one user's logout cannot take others' tokens.
+		_, err := io.Copy(io.Discard, io.LimitReader(stdin, 1<<20))
+		return err
+	case "version":
+		_, err := fmt.Fprintln(stdout, "docker-credential-tokd (tokctl)")
+		return err
+	}
+	return usagef("docker-credential: unknown action %q", args[0])
+}
+
+// defaultTokenEnv is the variable tokctl exec sets when --env is not given.
+const defaultTokenEnv = "TOKD_ACCESS_TOKEN"
+
+// cmdExec runs a command with the profile's token in its environment,
+// replacing tokctl so that the command's exit status is tokctl's.
+func cmdExec(c *client.Client, args []string) error {
+	fs := flag.NewFlagSet("exec", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	envName := fs.String("env", defaultTokenEnv, "environment variable for the token")
+	if err := fs.Parse(args); err != nil {
+		return usagef("exec: %v", err)
+	}
+	rest := fs.Args()
+	if len(rest) > 1 && rest[1] == "--" {
+		rest = append(rest[:1], rest[2:]...)
+	}
+	if len(rest) < 2 {
+		return usagef("exec takes PROFILE -- COMMAND [ARGS...]")
+	}
+	profile, command := rest[0], rest[1:]
+	if *envName == "" {
+		return usagef("exec: --env needs a variable name")
+	}
+	path, err := exec.LookPath(command[0])
+	if err != nil {
+		return err
+	}
+	tok, err := c.Token(profile)
+	if err != nil {
+		return err
+	}
+	env := append(os.Environ(), *envName+"="+tok.AccessToken)
+	return syscall.Exec(path, command, env)
+}

@@ -1,0 +1,135 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/tokd/tokd/apitype"
+	"github.com/tokd/tokd/config"
+	"github.com/tokd/tokd/credproto"
+)
+
+// The credential-helper routes: git and docker name a URL or a registry,
+// and the daemon finds the profile for it among those the caller may use.
+// A caller learns nothing of profiles it may not use: they do not match.
+
+// gitProfile returns the profile whose git.urls best cover the request
+// URL among those cred may use. With no path in the request (git sends
+// one only with credential.useHttpPath) and several profiles on its host,
+// it refuses to guess: the status is 409 and the message says why.
+func (s *server) gitProfile(cred *PeerCred, requestURL string) (*config.GitMatch, int, string) {
+	cfg := s.config.Load()
+	if cfg == nil {
+		return nil, http.StatusNotFound, "no configuration"
+	}
+	var matches []config.GitMatch
+	for _, m := range cfg.MatchGit(requestURL) {
+		if s.allowed(cred, m.Profile.Name) {
+			matches = append(matches, m)
+		}
+	}
+	switch {
+	case len(matches) == 0:
+		return nil, http.StatusNotFound, fmt.Sprintf("no profile you may use covers %s", requestURL)
+	case len(matches) > 1 && withoutPath(requestURL):
+		names := make([]string, len(matches))
+		for i, m := range matches {
+			names[i] = m.Profile.Name
+		}
+		return nil, http.StatusConflict, fmt.Sprintf("profiles %s all cover %s and git sent no path to choose by",
+			strings.Join(names, ", "), requestURL)
+	}
+	return &matches[0], 0, ""
+}
+
+// withoutPath reports whether a request URL names only an origin.
+func withoutPath(requestURL string) bool {
+	u, err := url.Parse(requestURL)
+	return err == nil && (u.Path == "" || u.Path == "/")
+}
+
+func (s *server) gitCredential(w http.ResponseWriter, r *http.Request) {
+	cred, _ := peerCredFrom(r.Context())
+	m, status, msg := s.gitProfile(cred, r.URL.Query().Get("url"))
+	if m == nil {
+		writeError(w, status, msg)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.getTimeout)
+	defer cancel()
+	name := m.Profile.Name
+	tok, err := s.tokens.Get(ctx, name)
+	if err != nil {
+		s.writeCacheError(w, name, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, apitype.Credential{
+		Token:     apiToken(name, tok),
+		Username:  m.Profile.Git.Username,
+		ServerURL: m.URL,
+	})
+}
+
+// gitErase forgets the token git reports the server refused, so that the
+// next request fetches a new one.
+func (s *server) gitErase(w http.ResponseWriter, r *http.Request) {
+	cred, _ := peerCredFrom(r.Context())
+	m, status, msg := s.gitProfile(cred, r.URL.Query().Get("url"))
+	if m == nil {
+		writeError(w, status, msg)
+		return
+	}
+	if err := s.tokens.Forget(m.Profile.Name); err != nil {
+		s.writeCacheError(w, m.Profile.Name, err)
+		return
+	}
+	s.log.Info("token refused by a git server; forgotten", "profile", m.Profile.Name, "url", m.URL, "uid", cred.UID)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *server) dockerCredential(w http.ResponseWriter, r *http.Request) {
+	cred, _ := peerCredFrom(r.Context())
+	server := r.URL.Query().Get("server")
+	registry := credproto.DockerRegistry(server)
+	cfg := s.config.Load()
+	var p *config.Profile
+	if cfg != nil {
+		p = cfg.MatchDocker(registry)
+	}
+	if p == nil || !s.allowed(cred, p.Name) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no profile you may use names registry %s", registry))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.getTimeout)
+	defer cancel()
+	tok, err := s.tokens.Get(ctx, p.Name)
+	if err != nil {
+		s.writeCacheError(w, p.Name, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, apitype.Credential{
+		Token:     apiToken(p.Name, tok),
+		Username:  p.Docker.Username,
+		ServerURL: registry,
+	})
+}
+
+func (s *server) dockerList(w http.ResponseWriter, r *http.Request) {
+	cred, _ := peerCredFrom(r.Context())
+	list := apitype.DockerList{}
+	if cfg := s.config.Load(); cfg != nil {
+		for _, name := range cfg.ProfileNames() {
+			p := cfg.Profiles[name]
+			if p.Docker == nil || !s.allowed(cred, name) {
+				continue
+			}
+			for _, reg := range p.Docker.Registries {
+				list[reg] = p.Docker.Username
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, list)
+}
