@@ -47,6 +47,11 @@ func runTests(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "building the binaries: %v\n%s", err, out)
 		return 1
 	}
+	// docker runs its helper by this name, as the packages install it.
+	if err := os.Symlink("tokctl", filepath.Join(dir, "docker-credential-tokd")); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	return m.Run()
 }
 
