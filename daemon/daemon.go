@@ -55,6 +55,10 @@ type Options struct {
 	Ready func(socket string)
 	// Stopping, when set, is called as shutdown begins.
 	Stopping func()
+	// Reloading and Reloaded, when set, are called around a reload;
+	// Reloaded gets the reason a new configuration was refused, or nil.
+	Reloading func()
+	Reloaded  func(error)
 }
 
 // shutdownGrace bounds how long in-flight requests may take to finish.
@@ -163,7 +167,13 @@ func Run(ctx context.Context, opts Options) error {
 			case <-gctx.Done():
 				return nil
 			case <-hangup:
-				reload(opts.Reload, tokens, srv, log)
+				if opts.Reloading != nil {
+					opts.Reloading()
+				}
+				err := reload(opts.Reload, tokens, srv, log)
+				if opts.Reloaded != nil {
+					opts.Reloaded(err)
+				}
 			}
 		}
 	})
@@ -178,15 +188,15 @@ func Run(ctx context.Context, opts Options) error {
 
 // reload reads the configuration again and applies it. An invalid new
 // configuration is refused and the old one keeps serving.
-func reload(load func() (*config.Config, error), tokens *cache.Cache, srv *server, log *slog.Logger) {
+func reload(load func() (*config.Config, error), tokens *cache.Cache, srv *server, log *slog.Logger) error {
 	if load == nil {
 		log.Warn("reload requested, but this tokd has no configuration file to reload")
-		return
+		return errors.New("no configuration file to reload")
 	}
 	cfg, err := load()
 	if err != nil {
 		log.Error("reload refused; the previous configuration keeps serving", "err", err)
-		return
+		return err
 	}
 	// A profile the server admits must exist in the cache at every
 	// moment: admit only those in both configurations, switch the cache,
@@ -195,6 +205,7 @@ func reload(load func() (*config.Config, error), tokens *cache.Cache, srv *serve
 	tokens.SetProfiles(cacheProfiles(cfg))
 	srv.setConfig(cfg)
 	log.Info("configuration reloaded", "profiles", len(cfg.Profiles))
+	return nil
 }
 
 // storeAdapter lets the cache persist into the store.

@@ -12,8 +12,6 @@ import (
 	"strconv"
 	"time"
 
-	sddaemon "github.com/coreos/go-systemd/v22/daemon"
-
 	"github.com/tokd/tokd/config"
 	"github.com/tokd/tokd/daemon"
 	"github.com/tokd/tokd/emulator"
@@ -63,17 +61,19 @@ func runDev(ctx context.Context, f *flags, stdout io.Writer, log *slog.Logger) e
 	if err != nil {
 		return fmt.Errorf("dev: the generated configuration is invalid: %w", err)
 	}
-	return daemon.Run(ctx, daemon.Options{
+	opts := daemon.Options{
 		Config: cfg,
 		Reload: func() (*config.Config, error) {
 			cfg, _, err := config.Load(path, config.Options{})
 			return cfg, err
 		},
-		Logger:   log,
-		Stopping: func() { notify(log, sddaemon.SdNotifyStopping) },
-		Ready: func(socket string) {
-			notify(log, sddaemon.SdNotifyReady)
-			fmt.Fprintf(stdout, `tokd --dev is serving.
+		Logger: log,
+	}
+	(&systemdNotifier{log: log}).hooks(&opts)
+	notifyReady := opts.Ready
+	opts.Ready = func(socket string) {
+		notifyReady(socket)
+		fmt.Fprintf(stdout, `tokd --dev is serving.
   identity-domain emulator: %s
   configuration:            %s
   socket:                   %s
@@ -83,11 +83,13 @@ Try, in another shell:
   go run ./cmd/tokctl get demo
   go run ./cmd/tokctl get --json demo
   go run ./cmd/tokctl status
+  printf 'protocol=https\nhost=git.example.com\n\n' | go run ./cmd/tokctl git-credential get
+  go run ./cmd/tokctl kubectl-credential demo
 
 Ctrl-C stops tokd and removes %s.
 `, domain, path, socket, socket, dir)
-		},
-	})
+	}
+	return daemon.Run(ctx, opts)
 }
 
 // writeDevConfig writes the demo profile's key, secret and configuration

@@ -18,8 +18,6 @@ import (
 	"strings"
 	"syscall"
 
-	sddaemon "github.com/coreos/go-systemd/v22/daemon"
-
 	"github.com/tokd/tokd/config"
 	"github.com/tokd/tokd/daemon"
 )
@@ -122,8 +120,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if path == "" {
 		path = defaultConfigPath()
 	}
-	opts := config.Options{CredentialsDirectory: os.Getenv("CREDENTIALS_DIRECTORY")}
-	cfg, err := loadConfig(path, opts, stderr)
+	copts := config.Options{CredentialsDirectory: os.Getenv("CREDENTIALS_DIRECTORY")}
+	cfg, err := loadConfig(path, copts, stderr)
 	if f.check {
 		if err != nil {
 			return err
@@ -134,10 +132,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return daemon.Run(ctx, daemon.Options{
+	ln, err := activatedListener()
+	if err != nil {
+		return err
+	}
+	opts := daemon.Options{
 		Config: cfg,
 		Reload: func() (*config.Config, error) {
-			cfg, warnings, err := config.Load(path, opts)
+			cfg, warnings, err := config.Load(path, copts)
 			for _, w := range warnings {
 				log.Warn(w.String())
 			}
@@ -145,19 +147,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		},
 		Socket:               f.socket,
 		StateDir:             f.stateDir,
-		CredentialsDirectory: opts.CredentialsDirectory,
+		CredentialsDirectory: copts.CredentialsDirectory,
+		Listener:             ln,
 		Logger:               log,
-		Ready:                func(string) { notify(log, sddaemon.SdNotifyReady) },
-		Stopping:             func() { notify(log, sddaemon.SdNotifyStopping) },
-	})
-}
-
-// notify tells systemd about tokd's state through $NOTIFY_SOCKET; outside
-// systemd it does nothing.
-func notify(log *slog.Logger, state string) {
-	if _, err := sddaemon.SdNotify(false, state); err != nil {
-		log.Warn("systemd notification failed", "state", state, "err", err)
 	}
+	(&systemdNotifier{log: log}).hooks(&opts)
+	return daemon.Run(ctx, opts)
 }
 
 // loadConfig loads and validates the configuration, printing warnings and

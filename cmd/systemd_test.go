@@ -1,0 +1,175 @@
+package cmd_test
+
+import (
+	"bufio"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// notifyListener is a NOTIFY_SOCKET owned by the test: it collects what
+// tokd tells systemd.
+type notifyListener struct {
+	path string
+	conn *net.UnixConn
+}
+
+func newNotifyListener(t *testing.T) *notifyListener {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "tokd-n-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &notifyListener{path: path, conn: conn}
+}
+
+// waitFor reads notifications until one holds every line of want, and
+// returns it; it fails t after 30 s.
+func (n *notifyListener) waitFor(t *testing.T, want ...string) string {
+	t.Helper()
+	if err := n.conn.SetReadDeadline(time.Now().Add(30 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	for {
+		k, err := n.conn.Read(buf)
+		if err != nil {
+			t.Fatalf("waiting for %q: %v", want, err)
+		}
+		msg := string(buf[:k])
+		lines := strings.Split(msg, "\n")
+		all := true
+		for _, w := range want {
+			found := false
+			for _, l := range lines {
+				found = found || l == w || strings.HasSuffix(w, "=") && strings.HasPrefix(l, w)
+			}
+			all = all && found
+		}
+		if all {
+			return msg
+		}
+	}
+}
+
+// writeDemoConfig writes a configuration serving profile demo of a fresh
+// emulator-backed fixture and returns its path and the fixture.
+func writeDemoConfig(t *testing.T) (*tokdEnv, string) {
+	t.Helper()
+	e := startTokd(t, "")
+	// The fixture's own tokd serves e.Socket; the test's tokd needs its
+	// own state directory, since the first holds the store's lock.
+	data, err := os.ReadFile(filepath.Join(e.Dir, "tokd.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(string(data), filepath.Join(e.Dir, "state"), filepath.Join(e.Dir, "state2"), 1)
+	path := filepath.Join(e.Dir, "tokd2.toml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return e, path
+}
+
+func TestSystemdNotify(t *testing.T) {
+	e, cfg := writeDemoConfig(t)
+	n := newNotifyListener(t)
+	sock := filepath.Join(filepath.Dir(n.path), "tokd.sock")
+	cmd := e.Command("tokd", "--config", cfg, "--socket", sock)
+	cmd.Env = append(cmd.Env, "NOTIFY_SOCKET="+n.path, "WATCHDOG_USEC=400000")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+
+	n.waitFor(t, "READY=1", "STATUS=serving on "+sock)
+	// WatchdogSec=0.4s: tokd pings at half of it, repeatedly.
+	n.waitFor(t, "WATCHDOG=1")
+	n.waitFor(t, "WATCHDOG=1")
+
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	n.waitFor(t, "RELOADING=1", "MONOTONIC_USEC=")
+	n.waitFor(t, "READY=1", "STATUS=configuration reloaded")
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	n.waitFor(t, "STOPPING=1")
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("tokd after SIGTERM: %v\n%s", err, stderr.String())
+	}
+}
+
+func TestSocketActivation(t *testing.T) {
+	activate, err := exec.LookPath("systemd-socket-activate")
+	if err != nil {
+		t.Skip("systemd-socket-activate is not installed (Debian package systemd)")
+	}
+	e, cfg := writeDemoConfig(t)
+	n := newNotifyListener(t)
+	sock := filepath.Join(filepath.Dir(n.path), "activated.sock")
+	// systemd-socket-activate binds the socket and passes it as fd 3 with
+	// LISTEN_FDS and LISTEN_FDNAMES, as tokd.socket does.
+	// It passes the program only the variables named with -E.
+	cmd := e.Command(activate, "-l", sock, "--fdname=tokd", "-E", "NOTIFY_SOCKET="+n.path,
+		filepath.Join(binDir, "tokd"), "--config", cfg)
+	pipe, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	// It says "Listening on PATH as 3." once bound; the rest of its and
+	// tokd's stderr is kept for failure messages.
+	lines := bufio.NewScanner(pipe)
+	if !lines.Scan() || !strings.HasPrefix(lines.Text(), "Listening on "+sock) {
+		t.Fatalf("systemd-socket-activate said %q, want it listening on %s", lines.Text(), sock)
+	}
+	var stderr strings.Builder
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		for lines.Scan() {
+			stderr.WriteString(lines.Text() + "\n")
+		}
+	}()
+
+	// systemd-socket-activate starts tokd on the first connection: that
+	// connection is tokctl's, and READY=1 follows.
+	out, err := e.Command("tokctl", "--socket", sock, "get", "demo").CombinedOutput()
+	if err != nil {
+		t.Fatalf("tokctl get through the passed socket: %v\n%s\ntokd: %s", err, out, stderr.String())
+	}
+	if !strings.HasPrefix(string(out), "eyJ") {
+		t.Errorf("tokctl get printed %q", out)
+	}
+	n.waitFor(t, "READY=1", "STATUS=serving on "+sock)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-copied
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("tokd after SIGTERM: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), `msg="tokd serving" socket=`+sock) {
+		t.Errorf("tokd did not serve the passed socket:\n%s", stderr.String())
+	}
+}
