@@ -2,6 +2,7 @@ package cmd_test
 
 import (
 	"bufio"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -171,5 +172,56 @@ func TestSocketActivation(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), `msg="tokd serving" socket=`+sock) {
 		t.Errorf("tokd did not serve the passed socket:\n%s", stderr.String())
+	}
+}
+
+// TestJournalLogs: under systemd, journald stamps every line itself, so
+// tokd leaves time= out when stderr is the stream JOURNAL_STREAM names,
+// and only then.
+func TestJournalLogs(t *testing.T) {
+	e, cfg := writeDemoConfig(t)
+	for _, tt := range []struct {
+		name     string
+		matching bool
+	}{{"journal", true}, {"other stream", false}} {
+		t.Run(tt.name, func(t *testing.T) {
+			n := newNotifyListener(t)
+			logPath := filepath.Join(t.TempDir(), "stderr")
+			f, err := os.Create(logPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			var st syscall.Stat_t
+			if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+				t.Fatal(err)
+			}
+			ino := st.Ino
+			if !tt.matching {
+				ino++
+			}
+			cmd := e.Command("tokd", "--config", cfg, "--socket", filepath.Join(filepath.Dir(n.path), "j.sock"))
+			cmd.Env = append(cmd.Env, "NOTIFY_SOCKET="+n.path, fmt.Sprintf("JOURNAL_STREAM=%d:%d", st.Dev, ino))
+			cmd.Stderr = f
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			n.waitFor(t, "READY=1")
+			cmd.Process.Signal(syscall.SIGTERM)
+			if err := cmd.Wait(); err != nil {
+				t.Fatal(err)
+			}
+			data, err := os.ReadFile(logPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			logs := string(data)
+			if !strings.Contains(logs, `msg="tokd serving"`) {
+				t.Fatalf("no log lines:\n%s", logs)
+			}
+			if got := strings.Contains(logs, "time="); got == tt.matching {
+				t.Errorf("time= in the log: %v, want %v:\n%s", got, !tt.matching, logs)
+			}
+		})
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -204,7 +205,7 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return nil, &usageError{fmt.Sprintf("--log-level: %q is not debug, info, warn or error", level)}
 	}
 	opts := &slog.HandlerOptions{Level: lvl}
-	if os.Getenv("JOURNAL_STREAM") != "" {
+	if stderrIsJournal() {
 		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
 			if len(groups) == 0 && a.Key == slog.TimeKey {
 				return slog.Attr{}
@@ -219,6 +220,21 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, &usageError{fmt.Sprintf("--log-format: %q is not text or json", format)}
+}
+
+// stderrIsJournal reports whether stderr is the journal's stream:
+// systemd sets JOURNAL_STREAM to its device and inode, which a shell or
+// pipe in between would change.
+func stderrIsJournal() bool {
+	dev, ino, ok := strings.Cut(os.Getenv("JOURNAL_STREAM"), ":")
+	if !ok {
+		return false
+	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(os.Stderr.Fd()), &st); err != nil {
+		return false
+	}
+	return dev == strconv.FormatUint(st.Dev, 10) && ino == strconv.FormatUint(st.Ino, 10)
 }
 
 func version() string {
