@@ -578,6 +578,13 @@ func TestBroken(t *testing.T) {
 			wantMsg:  "https://git.example.com/team/ is also claimed by profiles.ci",
 		},
 		{
+			name: "git URL claimed twice, once with its default port",
+			data: minimal + "\n[profiles.ci.git]\nurls = [\"https://git.example.com/team/\"]\n" +
+				"[profiles.other]\ngrant_type = \"import\"\n[profiles.other.git]\nurls = [\"https://git.example.com:443/team/\"]\n",
+			wantKeys: []string{"profiles.other.git.urls"},
+			wantMsg:  "is also claimed by profiles.ci",
+		},
+		{
 			name: "every problem is reported",
 			data: `
 socket = "relative.sock"

@@ -11,6 +11,7 @@ import (
 type GitMatch struct {
 	Profile *Profile
 	URL     string
+	pathLen int // length of URL's path, which ranks matches
 }
 
 // MatchGit returns the profiles whose git.urls cover rawURL
@@ -33,7 +34,7 @@ func (c *Config) MatchGit(rawURL string) []GitMatch {
 		if p.Git == nil {
 			continue
 		}
-		best := ""
+		best, bestLen := "", -1
 		for _, s := range p.Git.URLs {
 			u, ok := splitGitURL(s)
 			if !ok || u.origin != req.origin {
@@ -42,18 +43,28 @@ func (c *Config) MatchGit(rawURL string) []GitMatch {
 			if req.path != "" && !pathPrefix(u.path, req.path) {
 				continue
 			}
-			if len(s) > len(best) {
-				best = s
+			if len(u.path) > bestLen {
+				best, bestLen = s, len(u.path)
 			}
 		}
 		if best != "" {
-			out = append(out, GitMatch{Profile: p, URL: best})
+			out = append(out, GitMatch{Profile: p, URL: best, pathLen: bestLen})
 		}
 	}
 	if req.path != "" {
-		sort.SliceStable(out, func(i, j int) bool { return len(out[i].URL) > len(out[j].URL) })
+		sort.SliceStable(out, func(i, j int) bool { return out[i].pathLen > out[j].pathLen })
 	}
 	return out
+}
+
+// GitURLKey is the form in which two git URLs are the same: scheme, host
+// and explicit port, and path.
+func GitURLKey(s string) string {
+	u, ok := splitGitURL(s)
+	if !ok {
+		return s
+	}
+	return u.origin + "/" + u.path
 }
 
 // MatchDocker returns the profile whose docker.registries name registry

@@ -8,10 +8,11 @@ import (
 
 func TestMatchGit(t *testing.T) {
 	cfg := &Config{Profiles: map[string]*Profile{
-		"team":  {Name: "team", Git: &Git{URLs: []string{"https://git.example.com/team/"}}},
-		"infra": {Name: "infra", Git: &Git{URLs: []string{"https://git.example.com/team/infra"}}},
-		"other": {Name: "other", Git: &Git{URLs: []string{"https://other.example.com:8443/", "http://plain.example.com/"}}},
-		"none":  {Name: "none"},
+		"team":   {Name: "team", Git: &Git{URLs: []string{"https://git.example.com/team/"}}},
+		"infra":  {Name: "infra", Git: &Git{URLs: []string{"https://git.example.com/team/infra"}}},
+		"other":  {Name: "other", Git: &Git{URLs: []string{"https://other.example.com:8443/", "http://plain.example.com/"}}},
+		"ported": {Name: "ported", Git: &Git{URLs: []string{"http://plain.example.com:80/x/y/"}}},
+		"none":   {Name: "none"},
 	}}
 	tests := []struct {
 		name string
@@ -29,6 +30,7 @@ func TestMatchGit(t *testing.T) {
 		{"wrong port", "https://other.example.com/x", nil},
 		{"scheme must match", "http://git.example.com/team/x", nil},
 		{"http when named", "http://plain.example.com/x", []string{"other"}},
+		{"longest path wins, not longest URL", "http://plain.example.com/x/y/z.git", []string{"ported", "other"}},
 		{"unknown host", "https://evil.example.com/team/x", nil},
 		{"lookalike host", "https://git.example.com.evil.example/team/x", nil},
 		{"not a URL", "git.example.com/team", nil},
@@ -43,6 +45,21 @@ func TestMatchGit(t *testing.T) {
 				t.Errorf("MatchGit(%q) (-want +got):\n%s", tt.url, diff)
 			}
 		})
+	}
+}
+
+func TestGitURLKey(t *testing.T) {
+	same := [][2]string{
+		{"http://git.test:80/x/", "http://git.test/x/"},
+		{"https://GIT.test:443/x", "https://git.test/x"},
+	}
+	for _, p := range same {
+		if GitURLKey(p[0]) != GitURLKey(p[1]) {
+			t.Errorf("GitURLKey(%q) = %q, GitURLKey(%q) = %q; want equal", p[0], GitURLKey(p[0]), p[1], GitURLKey(p[1]))
+		}
+	}
+	if GitURLKey("http://git.test/x/") == GitURLKey("https://git.test/x/") {
+		t.Error("http and https keys are equal")
 	}
 }
 

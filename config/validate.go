@@ -328,10 +328,10 @@ func (pc *profileChecker) git() {
 		}
 		u.Host = strings.ToLower(u.Host)
 		g.URLs[i] = u.String()
-		if other, ok := pc.claimedGit[g.URLs[i]]; ok {
+		if other, ok := pc.claimedGit[GitURLKey(g.URLs[i])]; ok {
 			pc.problem("git.urls", "%s is also claimed by %s", g.URLs[i], other)
 		} else {
-			pc.claimedGit[g.URLs[i]] = pc.key()
+			pc.claimedGit[GitURLKey(g.URLs[i])] = pc.key()
 		}
 	}
 }

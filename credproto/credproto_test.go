@@ -39,6 +39,11 @@ func TestParseGitRequest(t *testing.T) {
 			want: &GitRequest{Protocol: "https", Host: "h"},
 		},
 		{
+			name: "erase carries the refused secret",
+			in:   "protocol=https\nhost=h\nusername=oauth2\npassword=tok\n\n",
+			want: &GitRequest{Protocol: "https", Host: "h", Username: "oauth2", Password: "tok"},
+		},
+		{
 			name: "url split into parts",
 			in:   "url=https://alice@git.example.com:444/team/repo.git\n",
 			want: &GitRequest{Protocol: "https", Host: "git.example.com:444", Path: "team/repo.git", Username: "alice"},

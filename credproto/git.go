@@ -23,10 +23,14 @@ const maxGitLines = 1024
 
 // GitRequest is what git sends a helper on stdin.
 type GitRequest struct {
-	Protocol     string
-	Host         string // with ":port" when git has one
-	Path         string // only with credential.useHttpPath
-	Username     string
+	Protocol string
+	Host     string // with ":port" when git has one
+	Path     string // only with credential.useHttpPath
+	Username string
+	// Password and Credential are what git sends back on erase: the
+	// credential the server refused (Credential with authtype, 2.46+).
+	Password     string
+	Credential   string
 	Capabilities []string // capability[]: what git understands (2.46+)
 	WWWAuth      []string // wwwauth[]: the server's challenges (2.41+)
 }
@@ -63,6 +67,10 @@ func ParseGitRequest(r io.Reader) (*GitRequest, error) {
 			req.Path = value
 		case "username":
 			req.Username = value
+		case "password":
+			req.Password = value
+		case "credential":
+			req.Credential = value
 		case "url":
 			if err := req.setURL(value); err != nil {
 				return nil, err
@@ -102,6 +110,14 @@ func (r *GitRequest) setURL(u string) error {
 // URL is the request as protocol://host/path, the form git.urls match.
 func (r *GitRequest) URL() string {
 	return r.Protocol + "://" + r.Host + "/" + strings.TrimPrefix(r.Path, "/")
+}
+
+// Refused returns the secret git says the server refused (on erase).
+func (r *GitRequest) Refused() string {
+	if r.Credential != "" {
+		return r.Credential
+	}
+	return r.Password
 }
 
 // HasCapability reports whether git announced the capability.

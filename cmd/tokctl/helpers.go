@@ -39,11 +39,7 @@ func cmdGitCredential(c *client.Client, args []string, stdin io.Reader, stdout, 
 		return errors.New("git-credential: the request names no protocol and host")
 	}
 	if action == "erase" {
-		err := c.GitErase(req.URL())
-		if errors.Is(err, client.ErrNotFound) {
-			return nil
-		}
-		return err
+		return gitErase(c, req)
 	}
 	cred, err := c.Git(req.URL())
 	var apiErr *client.APIError
@@ -60,6 +56,27 @@ func cmdGitCredential(c *client.Client, args []string, stdin io.Reader, stdout, 
 	return credproto.WriteGitAnswer(stdout, req, credproto.GitAnswer{
 		Username: cred.Username, Token: cred.AccessToken, Expiry: cred.ExpiresAt,
 	})
+}
+
+// gitErase makes the daemon forget the token git says the server refused.
+// git runs erase on every helper it has, so a refused secret that is not
+// the token tokd serves now (another helper's password, or a token tokd
+// has already replaced) leaves tokd's token alone.
+func gitErase(c *client.Client, req *credproto.GitRequest) error {
+	if refused := req.Refused(); refused != "" {
+		cred, err := c.Git(req.URL())
+		if errors.Is(err, client.ErrNotFound) {
+			return nil
+		}
+		if err != nil || cred.AccessToken != refused {
+			return err
+		}
+	}
+	err := c.GitErase(req.URL())
+	if errors.Is(err, client.ErrNotFound) {
+		return nil
+	}
+	return err
 }
 
 // kubeExpiryMargin is how long before the token's expiry kubectl is told
