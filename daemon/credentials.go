@@ -55,6 +55,7 @@ func (s *server) gitCredential(w http.ResponseWriter, r *http.Request) {
 	cred, _ := peerCredFrom(r.Context())
 	m, status, msg := s.gitProfile(cred, r.URL.Query().Get("url"))
 	if m == nil {
+		s.metrics.tokenRequest("", statusResult(status))
 		writeError(w, status, msg)
 		return
 	}
@@ -62,6 +63,7 @@ func (s *server) gitCredential(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	name := m.Profile.Name
 	tok, err := s.tokens.Get(ctx, name)
+	s.metrics.tokenRequest(name, tokenResult(err))
 	if err != nil {
 		s.writeCacheError(w, name, err)
 		return
@@ -100,12 +102,14 @@ func (s *server) dockerCredential(w http.ResponseWriter, r *http.Request) {
 		p = cfg.MatchDocker(registry)
 	}
 	if p == nil || !s.allowed(cred, p.Name) {
+		s.metrics.tokenRequest("", resultNotFound)
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no profile you may use names registry %s", registry))
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.getTimeout)
 	defer cancel()
 	tok, err := s.tokens.Get(ctx, p.Name)
+	s.metrics.tokenRequest(p.Name, tokenResult(err))
 	if err != nil {
 		s.writeCacheError(w, p.Name, err)
 		return

@@ -90,7 +90,12 @@ func Run(ctx context.Context, opts Options) error {
 	defer st.Close()
 	log.Info("store open", "path", st.Path(), "key", string(keySource))
 
-	tokens := cache.New(cache.Options{Clock: opts.Clock, Store: storeAdapter{st}, Logger: log})
+	m := newMetrics(log)
+	tokens := cache.New(cache.Options{
+		Clock: opts.Clock, Store: m.watchStore(storeAdapter{st}), Logger: log, Observe: m.observeFetch,
+	})
+	m.watchTokens(tokens.Status)
+	m.setProfiles(cfg.ProfileNames())
 	tokens.SetProfiles(cacheProfiles(cfg))
 	records, bad, err := st.LoadAll()
 	if err != nil {
@@ -105,7 +110,14 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	tokens.Restore(restored)
 
-	srv := newServer(tokens, cfg, uint32(os.Getuid()), now, log)
+	srv := newServer(tokens, cfg, uint32(os.Getuid()), now, log, m)
+	metricsSrv, metricsLn, err := m.listen(cfg.MetricsAddress, log)
+	if err != nil {
+		return err
+	}
+	if metricsLn != nil {
+		defer metricsLn.Close()
+	}
 	ln := opts.Listener
 	if ln == nil {
 		ul, err := listenUnix(socket)
@@ -147,6 +159,14 @@ func Run(ctx context.Context, opts Options) error {
 		}
 		return nil
 	})
+	if metricsSrv != nil {
+		g.Go(func() error {
+			if err := metricsSrv.Serve(metricsLn); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serving metrics on %s: %w", metricsLn.Addr(), err)
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		if opts.Stopping != nil {
@@ -155,6 +175,11 @@ func Run(ctx context.Context, opts Options) error {
 		// Stop accepting, let in-flight requests finish, then stop the cache.
 		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 		defer cancel()
+		if metricsSrv != nil {
+			if err := metricsSrv.Shutdown(sctx); err != nil {
+				log.Warn("shutdown: metrics scrapes still in flight were cut off", "err", err)
+			}
+		}
 		if err := httpSrv.Shutdown(sctx); err != nil {
 			log.Warn("shutdown: requests still in flight were cut off", "err", err)
 		}
@@ -170,13 +195,16 @@ func Run(ctx context.Context, opts Options) error {
 				if opts.Reloading != nil {
 					opts.Reloading()
 				}
-				err := reload(opts.Reload, tokens, srv, log)
+				err := reload(opts.Reload, tokens, srv, m, log)
 				if opts.Reloaded != nil {
 					opts.Reloaded(err)
 				}
 			}
 		}
 	})
+	if metricsLn != nil {
+		log.Info("metrics serving", "address", metricsLn.Addr().String(), "path", "/metrics")
+	}
 	log.Info("tokd serving", "socket", socket, "profiles", len(cfg.Profiles), "state_dir", stateDir)
 	if opts.Ready != nil {
 		opts.Ready(socket)
@@ -188,7 +216,7 @@ func Run(ctx context.Context, opts Options) error {
 
 // reload reads the configuration again and applies it. An invalid new
 // configuration is refused and the old one keeps serving.
-func reload(load func() (*config.Config, error), tokens *cache.Cache, srv *server, log *slog.Logger) error {
+func reload(load func() (*config.Config, error), tokens *cache.Cache, srv *server, m *metrics, log *slog.Logger) error {
 	if load == nil {
 		log.Warn("reload requested, but this tokd has no configuration file to reload")
 		return errors.New("no configuration file to reload")
@@ -198,10 +226,16 @@ func reload(load func() (*config.Config, error), tokens *cache.Cache, srv *serve
 		log.Error("reload refused; the previous configuration keeps serving", "err", err)
 		return err
 	}
+	if old := srv.config.Load(); old != nil && old.MetricsAddress != cfg.MetricsAddress {
+		log.Warn("metrics_address changed; the change takes effect at the next restart",
+			"serving", old.MetricsAddress, "configured", cfg.MetricsAddress)
+	}
 	// A profile the server admits must exist in the cache at every
 	// moment: admit only those in both configurations, switch the cache,
-	// then admit the new set.
+	// then admit the new set. The metrics learn the new set first, so
+	// that they count the first fetch of an added profile.
 	srv.narrowTo(cfg)
+	m.setProfiles(cfg.ProfileNames())
 	tokens.SetProfiles(cacheProfiles(cfg))
 	srv.setConfig(cfg)
 	log.Info("configuration reloaded", "profiles", len(cfg.Profiles))

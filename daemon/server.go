@@ -51,12 +51,13 @@ type server struct {
 	selfUID uint32
 	now     func() time.Time
 	log     *slog.Logger
+	metrics *metrics
 	// getTimeout bounds how long a request waits for a token fetch.
 	getTimeout time.Duration
 }
 
-func newServer(tokens Tokens, cfg *config.Config, selfUID uint32, now func() time.Time, log *slog.Logger) *server {
-	s := &server{tokens: tokens, selfUID: selfUID, now: now, log: log, getTimeout: 25 * time.Second}
+func newServer(tokens Tokens, cfg *config.Config, selfUID uint32, now func() time.Time, log *slog.Logger, m *metrics) *server {
+	s := &server{tokens: tokens, selfUID: selfUID, now: now, log: log, metrics: m, getTimeout: 25 * time.Second}
 	s.setConfig(cfg)
 	return s
 }
@@ -88,11 +89,12 @@ func (s *server) narrowTo(next *config.Config) {
 // passes.
 func (s *server) handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/token/{profile}", s.profileHandler(s.getToken))
-	mux.HandleFunc("POST /v1/token/{profile}/refresh", s.profileHandler(s.refreshToken))
-	mux.HandleFunc("POST /v1/token/{profile}/import", s.profileHandler(s.importToken))
+	mux.HandleFunc("GET /v1/token/{profile}", s.tokenHandler(s.getToken))
+	mux.HandleFunc("POST /v1/token/{profile}/refresh", s.tokenHandler(s.refreshToken))
+	mux.HandleFunc("POST /v1/token/{profile}/import", s.tokenHandler(s.importToken))
 	mux.HandleFunc("DELETE /v1/token/{profile}", s.profileHandler(s.forgetToken))
 	mux.HandleFunc("GET /v1/status", s.status)
+	mux.HandleFunc("GET /v1/metrics", s.serveMetrics)
 	mux.HandleFunc("GET /v1/git", s.gitCredential)
 	mux.HandleFunc("DELETE /v1/git", s.gitErase)
 	mux.HandleFunc("GET /v1/docker", s.dockerCredential)
@@ -153,16 +155,32 @@ func (s *server) allowed(cred *PeerCred, profile string) bool {
 // runs. A caller who may not use a profile learns nothing about it, not
 // even whether it exists; root and the daemon's user are told which.
 func (s *server) profileHandler(h func(w http.ResponseWriter, r *http.Request, profile string)) http.HandlerFunc {
+	return s.authorised(h, false)
+}
+
+// tokenHandler is profileHandler for the routes that serve a token, whose
+// refusals count in tokd_token_requests_total.
+func (s *server) tokenHandler(h func(w http.ResponseWriter, r *http.Request, profile string)) http.HandlerFunc {
+	return s.authorised(h, true)
+}
+
+// authorised runs h once the caller may use the path's profile; counted
+// says whether a refusal counts in tokd_token_requests_total.
+func (s *server) authorised(h func(w http.ResponseWriter, r *http.Request, profile string), counted bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		profile := r.PathValue("profile")
 		cred, _ := peerCredFrom(r.Context())
 		if !s.allowed(cred, profile) {
+			status, msg := http.StatusForbidden, fmt.Sprintf("profile %q: no such profile, or uid %d may not use it", profile, cred.UID)
 			if _, exists := (*s.policy.Load())[profile]; !exists && s.privileged(cred) {
-				writeError(w, http.StatusNotFound, fmt.Sprintf("no profile %q", profile))
-				return
+				status, msg = http.StatusNotFound, fmt.Sprintf("no profile %q", profile)
+			} else {
+				s.log.Info("request denied", "profile", profile, "uid", cred.UID, "gid", cred.GID, "pid", cred.PID)
 			}
-			s.log.Info("request denied", "profile", profile, "uid", cred.UID, "gid", cred.GID, "pid", cred.PID)
-			writeError(w, http.StatusForbidden, fmt.Sprintf("profile %q: no such profile, or uid %d may not use it", profile, cred.UID))
+			if counted {
+				s.metrics.tokenRequest(profile, statusResult(status))
+			}
+			writeError(w, status, msg)
 			return
 		}
 		h(w, r, profile)
@@ -194,20 +212,33 @@ func (s *server) forgetToken(w http.ResponseWriter, _ *http.Request, profile str
 func (s *server) importToken(w http.ResponseWriter, r *http.Request, profile string) {
 	data, err := io.ReadAll(r.Body)
 	if err != nil {
+		s.metrics.tokenRequest(profile, resultError)
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("token file larger than %d bytes", apitype.MaxRequestBody))
 		return
 	}
 	tok, err := oauth.ParseTokFile(data, s.now())
 	if err != nil {
+		s.metrics.tokenRequest(profile, resultError)
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	if err := s.tokens.Import(profile, tok); err != nil {
-		s.writeCacheError(w, profile, err)
+		s.writeToken(w, profile, nil, err)
 		return
 	}
 	s.log.Info("token imported", "profile", profile, "expires", tok.Expiry.UTC().Format(time.RFC3339), "refresh_token", tok.RefreshToken != "")
 	s.writeToken(w, profile, tok, nil)
+}
+
+// serveMetrics serves the Prometheus metrics to root and the daemon's
+// user only: they name every profile.
+func (s *server) serveMetrics(w http.ResponseWriter, r *http.Request) {
+	cred, _ := peerCredFrom(r.Context())
+	if !s.privileged(cred) {
+		writeError(w, http.StatusForbidden, fmt.Sprintf("the metrics name every profile: only root and uid %d may read them", s.selfUID))
+		return
+	}
+	s.metrics.handler.ServeHTTP(w, r)
 }
 
 func (s *server) status(w http.ResponseWriter, r *http.Request) {
@@ -242,7 +273,10 @@ func timePtr(t time.Time) *time.Time {
 	return &t
 }
 
+// writeToken answers a token request with tok, or with err, and counts
+// it in tokd_token_requests_total.
 func (s *server) writeToken(w http.ResponseWriter, profile string, tok *token.Token, err error) {
+	s.metrics.tokenRequest(profile, tokenResult(err))
 	if err != nil {
 		s.writeCacheError(w, profile, err)
 		return
