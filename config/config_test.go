@@ -952,6 +952,8 @@ func TestRegistry(t *testing.T) {
 		{"[::1]:5000", "[::1]:5000", true},
 		{"[::1]", "[::1]", true},
 		{"fra.ocir.io", "fra.ocir.io", true},
+		{"https://index.docker.io/", "docker.io", true},
+		{"registry-1.docker.io", "docker.io", true},
 		{"registry.example.com/team", "", false},
 		{"ftp://registry.example.com", "", false},
 		{"registry.example.com:http", "", false},

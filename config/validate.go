@@ -395,6 +395,9 @@ func registry(s string) (string, string) {
 		return "", want
 	}
 	host = strings.ToLower(host)
+	if port == "" && (host == "index.docker.io" || host == "registry-1.docker.io") {
+		host = "docker.io" // Docker Hub, as credproto.DockerRegistry names it
+	}
 	if port == "" {
 		if strings.Contains(host, ":") {
 			return "[" + host + "]", ""

@@ -170,6 +170,9 @@ func TestDockerRegistry(t *testing.T) {
 		"http://localhost:5000":             "localhost:5000",
 		"registry.example.com:5000/ns/repo": "registry.example.com:5000",
 		"  registry.example.com\n":          "registry.example.com",
+		"https://index.docker.io/v1/":       "docker.io",
+		"registry-1.docker.io":              "docker.io",
+		"docker.io":                         "docker.io",
 	}
 	for in, want := range tests {
 		if got := DockerRegistry(in); got != want {

@@ -37,14 +37,24 @@ func ReadDockerServer(r io.Reader) (string, error) {
 	return s, nil
 }
 
+// DockerHub is the name under which docker.registries name Docker Hub,
+// which docker itself calls https://index.docker.io/v1/.
+const DockerHub = "docker.io"
+
 // DockerRegistry reduces what docker calls a server URL to the
 // host[:port] that docker.registries name: "https://host:5000/v1/" and
-// "host:5000" both give "host:5000"; the host is lower-cased.
+// "host:5000" both give "host:5000"; the host is lower-cased, and Docker
+// Hub's names (index.docker.io, registry-1.docker.io) give DockerHub.
 func DockerRegistry(server string) string {
 	s := strings.TrimSpace(server)
 	if _, rest, ok := strings.Cut(s, "://"); ok {
 		s = rest
 	}
 	host, _, _ := strings.Cut(s, "/")
-	return strings.ToLower(host)
+	host = strings.ToLower(host)
+	switch host {
+	case "index.docker.io", "registry-1.docker.io":
+		return DockerHub
+	}
+	return host
 }
