@@ -359,6 +359,24 @@ func (c *Cache) Restore(recs []Record) {
 // Get returns an error matching ErrUnknownProfile, ErrNoToken or ErrClosed,
 // a *RefreshError, or ctx's error.
 func (c *Cache) Get(ctx context.Context, name string) (*token.Token, error) {
+	return c.obtain(ctx, name, false)
+}
+
+// Refresh fetches a new token now, ignoring the refresh schedule and the
+// backoff of earlier failures but not a server's Retry-After, and returns
+// it. If a fetch is already in flight it waits for that one. On failure the
+// held token, if still valid, keeps being served.
+func (c *Cache) Refresh(ctx context.Context, name string) (*token.Token, error) {
+	return c.obtain(ctx, name, true)
+}
+
+// obtain serves Get (a valid token, fetched only when none is held) and
+// Refresh (forced: always a new one). Either joins a fetch in flight.
+func (c *Cache) obtain(ctx context.Context, name string, forced bool) (*token.Token, error) {
+	trigger := "get"
+	if forced {
+		trigger = "refresh"
+	}
 	for {
 		c.mu.Lock()
 		e, ok := c.entries[name]
@@ -367,18 +385,18 @@ func (c *Cache) Get(ctx context.Context, name string) (*token.Token, error) {
 			return nil, unknownProfile(name)
 		}
 		now := c.clock.Now()
-		if e.tok != nil && now.Before(e.serveUntil) {
+		if !forced && e.tok != nil && now.Before(e.serveUntil) {
 			t := servable(e.tok)
 			c.mu.Unlock()
 			return t, nil
 		}
 		cl := e.inflight
 		if cl == nil {
-			if err := c.checkFetchLocked(e, now, false); err != nil {
+			if err := c.checkFetchLocked(e, now, forced); err != nil {
 				c.mu.Unlock()
 				return nil, err
 			}
-			cl = c.startFetchLocked(e, "get")
+			cl = c.startFetchLocked(e, trigger)
 		}
 		c.mu.Unlock()
 
@@ -393,46 +411,10 @@ func (c *Cache) Get(ctx context.Context, name string) (*token.Token, error) {
 			continue
 		case errors.Is(cl.err, ErrClosed):
 			return nil, cl.err
+		case forced:
+			return nil, fmt.Errorf("profile %s: refresh failed: %w", name, cl.err)
 		}
 		return nil, &RefreshError{Profile: name, Err: cl.err, At: cl.failedAt, RetryAt: cl.retryAt}
-	}
-}
-
-// Refresh fetches a new token now, ignoring the refresh schedule and the
-// backoff of earlier failures but not a server's Retry-After, and returns
-// it. If a fetch is already in flight it waits for that one. On failure the
-// held token, if still valid, keeps being served.
-func (c *Cache) Refresh(ctx context.Context, name string) (*token.Token, error) {
-	for {
-		c.mu.Lock()
-		e, ok := c.entries[name]
-		if !ok {
-			c.mu.Unlock()
-			return nil, unknownProfile(name)
-		}
-		cl := e.inflight
-		if cl == nil {
-			if err := c.checkFetchLocked(e, c.clock.Now(), true); err != nil {
-				c.mu.Unlock()
-				return nil, err
-			}
-			cl = c.startFetchLocked(e, "refresh")
-		}
-		c.mu.Unlock()
-
-		if err := c.wait(ctx, name, cl); err != nil {
-			return nil, err
-		}
-		switch {
-		case cl.err == nil:
-			t := *cl.tok
-			return &t, nil
-		case errors.Is(cl.err, errDiscarded):
-			continue
-		case errors.Is(cl.err, ErrClosed):
-			return nil, cl.err
-		}
-		return nil, fmt.Errorf("profile %s: refresh failed: %w", name, cl.err)
 	}
 }
 
