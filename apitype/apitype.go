@@ -52,6 +52,9 @@ type ProfileStatus struct {
 	RefreshToken bool       `json:"refresh_token"` // whether one is held
 	LastError    string     `json:"last_error,omitempty"`
 	LastErrorAt  *time.Time `json:"last_error_at,omitempty"`
+	// StoreError says why the token held could not be saved: it is
+	// served from memory and would not survive a restart.
+	StoreError string `json:"store_error,omitempty"`
 }
 
 // Status lists the profiles the caller may see.

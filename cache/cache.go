@@ -671,7 +671,6 @@ func (c *Cache) fetch(ctx context.Context, e *entry, cl *call, name, trigger str
 		installed = c.installLocked(e, tok, now, true)
 		cl.tok = servable(installed)
 	}
-	close(cl.done)
 	var next time.Time
 	if current {
 		next = c.scheduleLocked(e, now)
@@ -711,9 +710,12 @@ func (c *Cache) fetch(ctx context.Context, e *entry, cl *call, name, trigger str
 			slog.Time("next_refresh", next), slog.Bool("has_refresh_token", installed.RefreshToken != ""))
 	}
 	c.log.LogAttrs(context.Background(), level, "token refresh", attrs...)
+	// The callers waiting on this fetch get the token once it is saved:
+	// a refresh token the server just rotated must survive a crash.
 	if result.Outcome == "ok" {
 		c.persist(e, installed)
 	}
+	close(cl.done)
 }
 
 // installLocked makes a copy of t e's token and returns the copy. fetched

@@ -79,27 +79,31 @@ func Run(ctx context.Context, opts Options) error {
 		now = opts.Clock.Now
 	}
 
-	key, keySource, err := store.LoadKey(stateDir, opts.CredentialsDirectory)
-	if err != nil {
-		return fmt.Errorf("sealing key: %w", err)
-	}
-	st, err := store.Open(stateDir, store.Options{Key: key, Logger: log})
+	st, err := openStore(stateDir, opts.CredentialsDirectory, log)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	log.Info("store open", "path", st.Path(), "key", string(keySource))
-
 	m := newMetrics(log)
+	var cacheStore cache.Store
+	if st != nil {
+		defer st.Close()
+		cacheStore = m.watchStore(storeAdapter{st})
+	} else {
+		m.storeWritable.Store(false)
+	}
 	tokens := cache.New(cache.Options{
-		Clock: opts.Clock, Store: m.watchStore(storeAdapter{st}), Logger: log, Observe: m.observeFetch,
+		Clock: opts.Clock, Store: cacheStore, Logger: log, Observe: m.observeFetch,
 	})
 	m.watchTokens(tokens.Status)
 	m.setProfiles(cfg.ProfileNames())
-	tokens.SetProfiles(cacheProfiles(cfg))
-	records, bad, err := st.LoadAll()
-	if err != nil {
-		log.Error("reading stored tokens; starting empty", "err", err)
+	tokens.SetProfiles(cacheProfiles(cfg, opts.Clock))
+	var records []store.Record
+	var bad []*store.RecordError
+	if st != nil {
+		records, bad, err = st.LoadAll()
+		if err != nil {
+			log.Error("reading stored tokens; starting empty", "err", err)
+		}
 	}
 	for _, e := range bad {
 		log.Warn("stored token unreadable; it will be fetched anew", "err", e)
@@ -195,7 +199,7 @@ func Run(ctx context.Context, opts Options) error {
 				if opts.Reloading != nil {
 					opts.Reloading()
 				}
-				err := reload(opts.Reload, tokens, srv, m, log)
+				err := reload(opts.Reload, opts.Clock, tokens, srv, m, log)
 				if opts.Reloaded != nil {
 					opts.Reloaded(err)
 				}
@@ -216,7 +220,7 @@ func Run(ctx context.Context, opts Options) error {
 
 // reload reads the configuration again and applies it. An invalid new
 // configuration is refused and the old one keeps serving.
-func reload(load func() (*config.Config, error), tokens *cache.Cache, srv *server, m *metrics, log *slog.Logger) error {
+func reload(load func() (*config.Config, error), clock cache.Clock, tokens *cache.Cache, srv *server, m *metrics, log *slog.Logger) error {
 	if load == nil {
 		log.Warn("reload requested, but this tokd has no configuration file to reload")
 		return errors.New("no configuration file to reload")
@@ -236,10 +240,34 @@ func reload(load func() (*config.Config, error), tokens *cache.Cache, srv *serve
 	// that they count the first fetch of an added profile.
 	srv.narrowTo(cfg)
 	m.setProfiles(cfg.ProfileNames())
-	tokens.SetProfiles(cacheProfiles(cfg))
+	tokens.SetProfiles(cacheProfiles(cfg, clock))
 	srv.setConfig(cfg)
 	log.Info("configuration reloaded", "profiles", len(cfg.Profiles))
 	return nil
+}
+
+// openStore opens the sealed store in stateDir. On a read-only file
+// system it returns nil and no error: tokd then serves from memory, says
+// so, and its tokens do not survive a restart.
+func openStore(stateDir, credentialsDir string, log *slog.Logger) (*store.Store, error) {
+	key, keySource, err := store.LoadKey(stateDir, credentialsDir)
+	if err != nil && !errors.Is(err, syscall.EROFS) {
+		return nil, fmt.Errorf("sealing key: %w", err)
+	}
+	var st *store.Store
+	if err == nil {
+		st, err = store.Open(stateDir, store.Options{Key: key, Logger: log})
+	}
+	switch {
+	case errors.Is(err, syscall.EROFS):
+		log.Error("the state directory is read-only: serving from memory; tokens will not survive a restart",
+			"state_dir", stateDir, "err", err)
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	log.Info("store open", "path", st.Path(), "key", string(keySource))
+	return st, nil
 }
 
 // storeAdapter lets the cache persist into the store.
@@ -248,11 +276,14 @@ type storeAdapter struct{ st *store.Store }
 func (a storeAdapter) Put(r cache.Record) error    { return a.st.Put(store.Record(r)) }
 func (a storeAdapter) Delete(profile string) error { return a.st.Delete(profile) }
 
-func cacheProfiles(cfg *config.Config) []cache.Profile {
+func cacheProfiles(cfg *config.Config, clock cache.Clock) []cache.Profile {
 	ps := make([]cache.Profile, 0, len(cfg.Profiles))
 	for _, name := range cfg.ProfileNames() {
 		p := cfg.Profiles[name]
 		src := source.New(p)
+		if clock != nil {
+			src.SetClock(clock.Now)
+		}
 		ps = append(ps, cache.Profile{Name: name, Fingerprint: p.Fingerprint(), Fetcher: src, CanFetch: src.CanFetch()})
 	}
 	return ps

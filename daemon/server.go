@@ -262,6 +262,7 @@ func toAPIStatus(p cache.ProfileStatus) apitype.ProfileStatus {
 		RefreshToken: p.HasRefreshToken,
 		LastError:    p.LastError,
 		LastErrorAt:  timePtr(p.LastErrorAt),
+		StoreError:   p.StoreError,
 	}
 }
 

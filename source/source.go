@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/tokd/tokd/config"
 	"github.com/tokd/tokd/oauth"
@@ -87,6 +88,11 @@ func New(p *config.Profile) *Source {
 	}
 	return s
 }
+
+// SetClock makes the token requests read the time from now (their
+// assertions' iat and exp, and the tokens' absolute expiry), as the
+// cache does; tests and simulations inject a fake clock this way.
+func (s *Source) SetClock(now func() time.Time) { s.client.Now = now }
 
 // CanFetch reports whether the profile can obtain a token without a
 // refresh token, that is, whether its grant is not import.

@@ -177,6 +177,13 @@ func ensureStateDir(dir string) error {
 	if err := os.MkdirAll(dir, stateDirMode); err != nil {
 		return fmt.Errorf("create state directory: %w", err)
 	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("state directory: %w", err)
+	}
+	if fi.Mode().Perm() == stateDirMode {
+		return nil // nothing to change, even on a read-only file system
+	}
 	if err := os.Chmod(dir, stateDirMode); err != nil {
 		return fmt.Errorf("set state directory mode: %w", err)
 	}

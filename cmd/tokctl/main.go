@@ -231,6 +231,9 @@ func cmdStatus(c *client.Client, args []string, stdout io.Writer) error {
 		if lastErr != "" && p.LastErrorAt != nil {
 			lastErr = stamp(p.LastErrorAt) + " " + lastErr
 		}
+		if p.StoreError != "" {
+			lastErr = strings.TrimSpace(lastErr + " (not saved: " + p.StoreError + ")")
+		}
 		fmt.Fprintf(stdout, "%-20s %-10s %-20s %-20s %-20s %s\n", p.Profile, p.State,
 			stamp(p.ExpiresAt), stamp(p.LastRefresh), stamp(p.NextRefresh), lastErr)
 	}
