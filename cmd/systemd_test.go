@@ -2,6 +2,8 @@ package cmd_test
 
 import (
 	"bufio"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -223,5 +225,55 @@ func TestJournalLogs(t *testing.T) {
 				t.Errorf("time= in the log: %v, want %v:\n%s", got, !tt.matching, logs)
 			}
 		})
+	}
+}
+
+// TestLogFlags: --log-format json writes one JSON object per line, with
+// the refresh line carrying profile, outcome, duration and next refresh;
+// a bad --log-level or --log-format is a usage error (exit 2).
+func TestLogFlags(t *testing.T) {
+	e, cfg := writeDemoConfig(t)
+	n := newNotifyListener(t)
+	sock := filepath.Join(filepath.Dir(n.path), "l.sock")
+	cmd := e.Command("tokd", "--config", cfg, "--socket", sock, "--log-format", "json", "--log-level", "debug")
+	cmd.Env = append(cmd.Env, "NOTIFY_SOCKET="+n.path)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	n.waitFor(t, "READY=1")
+	// A get waits for the first fetch, whose line the test reads.
+	if out, err := e.Command("tokctl", "--socket", sock, "get", "demo").CombinedOutput(); err != nil {
+		t.Fatalf("tokctl get: %v\n%s", err, out)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	refresh := false
+	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("not a JSON line: %q", line)
+		}
+		if rec["msg"] == "token refresh" && rec["outcome"] == "ok" {
+			refresh = true
+			for _, k := range []string{"profile", "outcome", "duration", "next_refresh"} {
+				if _, ok := rec[k]; !ok {
+					t.Errorf("the refresh line lacks %s: %q", k, line)
+				}
+			}
+		}
+	}
+	if !refresh {
+		t.Errorf("no refresh line in:\n%s", stderr.String())
+	}
+	for _, args := range [][]string{{"--log-level", "loud"}, {"--log-format", "xml"}} {
+		err := e.Command("tokd", append([]string{"--config", cfg}, args...)...).Run()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+			t.Errorf("tokd %v: %v, want exit 2", args, err)
+		}
 	}
 }
