@@ -26,9 +26,11 @@ const fuzzSecret = "fuzz-secret-token"
 func (fuzzTokens) Get(context.Context, string) (*token.Token, error) {
 	return &token.Token{AccessToken: fuzzSecret, TokenType: "Bearer", Expiry: time.Now().Add(time.Hour)}, nil
 }
-func (f fuzzTokens) Refresh(ctx context.Context, p string) (*token.Token, error) { return f.Get(ctx, p) }
-func (fuzzTokens) Forget(string) error                                          { return nil }
-func (fuzzTokens) Import(string, *token.Token) error                            { return nil }
+func (f fuzzTokens) Refresh(ctx context.Context, p string) (*token.Token, error) {
+	return f.Get(ctx, p)
+}
+func (fuzzTokens) Forget(string) error               { return nil }
+func (fuzzTokens) Import(string, *token.Token) error { return nil }
 func (fuzzTokens) Status() []cache.ProfileStatus {
 	return []cache.ProfileStatus{{Name: "open", State: cache.StateValid}, {Name: "closed", State: cache.StateValid}}
 }
