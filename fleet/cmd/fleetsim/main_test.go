@@ -1,0 +1,36 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+)
+
+func TestRun(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"-fleets", "free=40", "-scenarios", "start,outage,steady", "-retry-after", "no", "-sweep", "0"}, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, stderr.String())
+	}
+	for _, want := range []string{"| start free 40 |", "| outage free 40 |", "| steady free 40 |", "| Premium | 65, 3400 |"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout.String())
+		}
+	}
+}
+
+func TestRunBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"-fleets", "gold=10"},
+		{"-fleets", "free"},
+		{"-scenarios", "meltdown"},
+		{"-retry-after", "maybe"},
+		{"extra"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if err := run(context.Background(), args, &stdout, &stderr); err == nil {
+			t.Errorf("run %q: no error", args)
+		}
+	}
+}

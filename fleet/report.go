@@ -1,0 +1,234 @@
+package fleet
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/tokd/tokd/cache"
+	"github.com/tokd/tokd/emulator"
+)
+
+// The targets of the fleet simulation (issue 5).
+const (
+	// MaxConvergence is how far above the floor (Config.Floor) a cold
+	// fleet may take until every host holds a token.
+	MaxConvergence = 1.5
+	// MaxRefusedShare is the largest share of requests a cold start may
+	// see refused.
+	MaxRefusedShare = 0.05
+)
+
+// Target is one target of the simulation and whether a run met it.
+type Target struct {
+	Name   string
+	Met    bool
+	Detail string
+}
+
+// Targets returns the targets that apply to r: for a cold start,
+// convergence within MaxConvergence of the floor and under
+// MaxRefusedShare refused until then; for every run, no violation of the
+// serving invariant.
+func (r *Result) Targets() []Target {
+	var ts []Target
+	if !r.Config.Warm && r.Config.OutageFor == 0 {
+		floor := r.Config.Floor()
+		ts = append(ts, Target{
+			Name:   "convergence",
+			Met:    r.Converged >= 0 && float64(r.Converged) <= MaxConvergence*float64(floor),
+			Detail: fmt.Sprintf("%s, %.2fx the floor of %s (target %.1fx)", fmtDur(r.Converged), r.ConvergenceRatio(), fmtDur(floor), MaxConvergence),
+		})
+		start := r.Phase("start")
+		ts = append(ts, Target{
+			Name:   "refused",
+			Met:    start.RefusedShare() < MaxRefusedShare,
+			Detail: fmt.Sprintf("%s of %d requests refused until convergence (target < %s)", pct(start.RefusedShare()), start.Requests, pct(MaxRefusedShare)),
+		})
+	}
+	ts = append(ts, Target{
+		Name:   "serving",
+		Met:    r.Violations == 0,
+		Detail: fmt.Sprintf("%d violations in %d checks", r.Violations, r.Checks),
+	})
+	return ts
+}
+
+// ConvergenceRatio returns Converged over the floor, or -1.
+func (r *Result) ConvergenceRatio() float64 {
+	floor := r.Config.Floor()
+	if r.Converged < 0 || floor <= 0 {
+		return -1
+	}
+	return float64(r.Converged) / float64(floor)
+}
+
+// Met reports whether r met every target that applies to it.
+func (r *Result) Met() bool {
+	for _, t := range r.Targets() {
+		if !t.Met {
+			return false
+		}
+	}
+	return true
+}
+
+// WriteStartTable writes a Markdown table of cold-start runs.
+func WriteStartTable(w io.Writer, rs []*Result) error {
+	var b strings.Builder
+	b.WriteString("| run | hosts | limit /s, /min | Retry-After | floor | all hosts served after | × floor | requests | refused | peak /s | peak /min | steady peak /min | targets | wall |\n")
+	b.WriteString("|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|\n")
+	for _, r := range rs {
+		c := r.Config
+		start, steady := r.Phase("start"), r.Phase("steady")
+		fmt.Fprintf(&b, "| %s | %d | %d, %d | %s | %s | %s | %.2f | %d | %s | %d | %d | %d | %s | %s |\n",
+			c.Name, c.Hosts, c.Limit.PerSecond, c.Limit.PerMinute, yesNo(c.Limit.RetryAfter), fmtDur(c.Floor()),
+			fmtDur(r.Converged), r.ConvergenceRatio(), start.Requests, pct(start.RefusedShare()),
+			start.PeakPerSecond, start.PeakPerMinute, steady.PeakPerMinute, metList(r), fmtWall(r.Wall))
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// WriteOutageTable writes a Markdown table of outage runs.
+func WriteOutageTable(w io.Writer, rs []*Result) error {
+	var b strings.Builder
+	b.WriteString("| run | hosts | limit /s, /min | 429 Retry-After | outage: requests /min (mean, peak) | after: peak /s, /min | after: refused | recovered after | tokens lapsed (after the outage) | longest lapse | served-token checks, violations | wall |\n")
+	b.WriteString("|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	for _, r := range rs {
+		c := r.Config
+		out, after := r.Phase("outage"), r.Phase("after")
+		fmt.Fprintf(&b, "| %s | %d | %d, %d | %s | %.0f, %d | %d, %d | %s | %s | %d (%d) | %s | %d, %d | %s |\n",
+			c.Name, c.Hosts, c.Limit.PerSecond, c.Limit.PerMinute, yesNo(c.Limit.RetryAfter),
+			out.PerMinute(), out.PeakPerMinute, after.PeakPerSecond, after.PeakPerMinute, pct(after.RefusedShare()),
+			fmtDur(r.Recovered), r.Lapsed, r.LapsedAfterOutage, fmtDur(r.LapsedFor), r.Checks, r.Violations, fmtWall(r.Wall))
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// metList summarises r's targets: "all met" or the missed ones.
+func metList(r *Result) string {
+	var missed []string
+	for _, t := range r.Targets() {
+		if !t.Met {
+			missed = append(missed, t.Name)
+		}
+	}
+	if len(missed) == 0 {
+		return "met"
+	}
+	return "missed: " + strings.Join(missed, ", ")
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func pct(f float64) string { return fmt.Sprintf("%.1f%%", 100*f) }
+
+// fmtDur formats a simulated duration to the second, "never" when negative.
+func fmtDur(d time.Duration) string {
+	if d < 0 {
+		return "never"
+	}
+	return d.Round(time.Second).String()
+}
+
+func fmtWall(d time.Duration) string {
+	if d < time.Second {
+		return d.Round(time.Millisecond).String()
+	}
+	return d.Round(100 * time.Millisecond).String()
+}
+
+// MeanRefreshInterval returns the mean time between two refreshes of one
+// profile whose tokens live l, under the cache's default policy (package
+// cache, "Refresh timing"): at 2/3·l plus a jitter uniform in ±l/10, but
+// no later than l - max(30s, l/10) (the margin at most l/2), and no sooner
+// than 10s after the last one.
+func MeanRefreshInterval(l time.Duration) time.Duration {
+	margin := min(max(cache.DefaultMinMargin, l/10), l/2)
+	latest := l - margin
+	const n = 10000 // the mean over the jitter, numerically
+	var sum float64
+	for i := range n {
+		r := (float64(i) + 0.5) / n
+		at := time.Duration(float64(2*l/3) + (2*r-1)*float64(l/10))
+		sum += float64(max(min(at, latest), cache.DefaultMinRefreshInterval))
+	}
+	return time.Duration(sum / n)
+}
+
+// SteadyCapacity returns how many hosts x profiles with tokens of
+// lifetime l keep a domain with per-minute limit perMinute fully busy in
+// steady state: perMinute times the mean refresh interval in minutes.
+func SteadyCapacity(perMinute int, l time.Duration) int {
+	return int(float64(perMinute) * MeanRefreshInterval(l).Minutes())
+}
+
+// WriteCapacityTable writes, for each domain type and token lifetime, the
+// number of hosts x profiles at which steady-state refreshes alone reach
+// the per-minute limit.
+func WriteCapacityTable(w io.Writer, lifetimes []time.Duration) error {
+	var b strings.Builder
+	b.WriteString("| domain type | limit /s, /min |")
+	for _, l := range lifetimes {
+		fmt.Fprintf(&b, " L = %s (refresh every %s) |", fmtLifetime(l), fmtDur(MeanRefreshInterval(l)))
+	}
+	b.WriteString("\n|---|--:|" + strings.Repeat("--:|", len(lifetimes)) + "\n")
+	for _, d := range []struct {
+		name string
+		typ  emulator.DomainType
+	}{{"Free", emulator.DomainFree}, {"Oracle Apps", emulator.DomainOracleApps}, {"Premium", emulator.DomainPremium}} {
+		lim := emulator.DomainRateLimit(d.typ)
+		fmt.Fprintf(&b, "| %s | %d, %d |", d.name, lim.PerSecond, lim.PerMinute)
+		for _, l := range lifetimes {
+			fmt.Fprintf(&b, " %s |", thousands(SteadyCapacity(lim.PerMinute, l)))
+		}
+		b.WriteString("\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// WriteSteadyTable writes a Markdown table of warm runs without an outage,
+// measured over [from, to].
+func WriteSteadyTable(w io.Writer, rs []*Result, from, to time.Duration) error {
+	var b strings.Builder
+	b.WriteString("| run | hosts | limit /s, /min | Retry-After | load (share of the limit) | requests /min | peak /s | peak /min | refused |\n")
+	b.WriteString("|---|--:|--:|---|--:|--:|--:|--:|--:|\n")
+	for _, r := range rs {
+		c := r.Config
+		p := r.Between("steady", from, to)
+		load := float64(c.Hosts) / float64(SteadyCapacity(c.Limit.PerMinute, c.Lifetime))
+		fmt.Fprintf(&b, "| %s | %d | %d, %d | %s | %s | %.0f | %d | %d | %s |\n",
+			c.Name, c.Hosts, c.Limit.PerSecond, c.Limit.PerMinute, yesNo(c.Limit.RetryAfter), pct(load),
+			p.PerMinute(), p.PeakPerSecond, p.PeakPerMinute, pct(p.RefusedShare()))
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func fmtLifetime(l time.Duration) string {
+	switch {
+	case l%time.Hour == 0:
+		return fmt.Sprintf("%d h", l/time.Hour)
+	case l%time.Minute == 0:
+		return fmt.Sprintf("%d min", l/time.Minute)
+	}
+	return fmt.Sprintf("%d s", l/time.Second)
+}
+
+// thousands formats n with thousands separators.
+func thousands(n int) string {
+	s := fmt.Sprint(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
