@@ -241,8 +241,7 @@ type Emulator struct {
 	refresh   map[string]*refreshGrant   // SHA-256 of the token -> grant
 	faults    []Fault
 	outage    *Fault
-	limit     RateLimit
-	admitted  []time.Time // arrival times of requests the rate limit let through, oldest first
+	limiter   Limiter
 	stats     Stats
 }
 
@@ -285,7 +284,7 @@ func New(opts Options) (*Emulator, error) {
 		servers:         make(map[string]*ResourceServer),
 		jtis:            make(map[string]time.Time),
 		refresh:         make(map[string]*refreshGrant),
-		limit:           opts.RateLimit,
+		limiter:         Limiter{Limit: opts.RateLimit},
 	}
 	if e.history == 0 {
 		e.history = DefaultHistory

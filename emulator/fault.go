@@ -186,8 +186,7 @@ func DomainRateLimit(t DomainType) RateLimit {
 // SetRateLimit replaces the rate limit and forgets past requests.
 func (e *Emulator) SetRateLimit(l RateLimit) {
 	e.mu.Lock()
-	e.limit = l
-	e.admitted = nil
+	e.limiter = Limiter{Limit: l}
 	e.mu.Unlock()
 }
 
@@ -196,33 +195,50 @@ func (e *Emulator) SetRateLimit(l RateLimit) {
 func (e *Emulator) admit(now time.Time) (ok bool, wait time.Duration, limit RateLimit) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	l := e.limit
-	if l.PerSecond <= 0 && l.PerMinute <= 0 {
-		return true, 0, l
+	ok, wait = e.limiter.Admit(now)
+	return ok, wait, e.limiter.Limit
+}
+
+// Limiter applies a RateLimit the way an identity domain does: a sliding
+// window per second and per minute over the requests it let through. The
+// emulator uses one; simulations may use their own. It is not safe for
+// concurrent use.
+type Limiter struct {
+	Limit    RateLimit
+	admitted []time.Time // arrival times of admitted requests, oldest first
+}
+
+// Admit reports whether a request arriving at now may proceed and, if
+// not, how long until one could; an admitted request counts against the
+// windows.
+func (l *Limiter) Admit(now time.Time) (ok bool, wait time.Duration) {
+	lim := l.Limit
+	if lim.PerSecond <= 0 && lim.PerMinute <= 0 {
+		return true, 0
 	}
 	window := time.Second
-	if l.PerMinute > 0 {
+	if lim.PerMinute > 0 {
 		window = time.Minute
 	}
 	i := 0
-	for i < len(e.admitted) && !e.admitted[i].After(now.Add(-window)) {
+	for i < len(l.admitted) && !l.admitted[i].After(now.Add(-window)) {
 		i++
 	}
-	e.admitted = e.admitted[i:]
-	n := len(e.admitted)
-	if l.PerMinute > 0 && n >= l.PerMinute {
-		wait = max(wait, e.admitted[n-l.PerMinute].Add(time.Minute).Sub(now))
+	l.admitted = l.admitted[i:]
+	n := len(l.admitted)
+	if lim.PerMinute > 0 && n >= lim.PerMinute {
+		wait = max(wait, l.admitted[n-lim.PerMinute].Add(time.Minute).Sub(now))
 	}
-	if l.PerSecond > 0 && n >= l.PerSecond {
-		if oldest := e.admitted[n-l.PerSecond]; oldest.After(now.Add(-time.Second)) {
+	if lim.PerSecond > 0 && n >= lim.PerSecond {
+		if oldest := l.admitted[n-lim.PerSecond]; oldest.After(now.Add(-time.Second)) {
 			wait = max(wait, oldest.Add(time.Second).Sub(now))
 		}
 	}
 	if wait > 0 {
-		return false, wait, l
+		return false, wait
 	}
-	e.admitted = append(e.admitted, now)
-	return true, 0, l
+	l.admitted = append(l.admitted, now)
+	return true, 0
 }
 
 // retryAfterSeconds rounds d up to whole seconds, at least 1.

@@ -10,47 +10,6 @@ import (
 	"github.com/tokd/tokd/token"
 )
 
-// limiter is the identity domain's rate limit on the token endpoint: a
-// sliding window per second and per minute over the requests it lets
-// through, exactly as emulator.Emulator applies it (TestLimiterMatchesEmulator
-// holds the two to the same answers).
-type limiter struct {
-	limit    emulator.RateLimit
-	admitted []time.Time // arrival times of admitted requests, oldest first
-}
-
-// admit reports whether a request arriving at now may proceed and, if not,
-// how long until one could.
-func (l *limiter) admit(now time.Time) (ok bool, wait time.Duration) {
-	lim := l.limit
-	if lim.PerSecond <= 0 && lim.PerMinute <= 0 {
-		return true, 0
-	}
-	window := time.Second
-	if lim.PerMinute > 0 {
-		window = time.Minute
-	}
-	i := 0
-	for i < len(l.admitted) && !l.admitted[i].After(now.Add(-window)) {
-		i++
-	}
-	l.admitted = l.admitted[i:]
-	n := len(l.admitted)
-	if lim.PerMinute > 0 && n >= lim.PerMinute {
-		wait = max(wait, l.admitted[n-lim.PerMinute].Add(time.Minute).Sub(now))
-	}
-	if lim.PerSecond > 0 && n >= lim.PerSecond {
-		if oldest := l.admitted[n-lim.PerSecond]; oldest.After(now.Add(-time.Second)) {
-			wait = max(wait, oldest.Add(time.Second).Sub(now))
-		}
-	}
-	if wait > 0 {
-		return false, wait
-	}
-	l.admitted = append(l.admitted, now)
-	return true, 0
-}
-
 // retryAfterSeconds rounds d up to the whole seconds a Retry-After header
 // carries, at least one, as the emulator does.
 func retryAfterSeconds(d time.Duration) time.Duration {
@@ -70,7 +29,7 @@ const (
 // answers instantly in simulated time and is called only from the
 // simulation's goroutine, in host order within one instant.
 type endpoint struct {
-	limiter  limiter
+	limiter  emulator.Limiter
 	lifetime time.Duration
 	// outageFrom and outageTo bound the outage: every request in
 	// [outageFrom, outageTo) fails with 503 and does not count towards the
@@ -99,14 +58,14 @@ func (e *endpoint) answer(now time.Time, host int) reply {
 			RetryAfter:  e.outageRetryAfter,
 		}, outcome: unavailable}
 	}
-	if ok, wait := e.limiter.admit(now); !ok {
+	if ok, wait := e.limiter.Admit(now); !ok {
 		err := &oauth.Error{
 			StatusCode:  429,
 			Code:        oauth.CodeTemporarilyUnavail,
 			Description: "rate limit exceeded",
 			Retryable:   true,
 		}
-		if e.limiter.limit.RetryAfter {
+		if e.limiter.Limit.RetryAfter {
 			err.RetryAfter = retryAfterSeconds(wait)
 		}
 		return reply{err: err, outcome: refused}

@@ -257,7 +257,7 @@ func TestLimiterMatchesEmulator(t *testing.T) {
 				GrantTypes: []string{emulator.GrantClientCredentials}}); err != nil {
 				t.Fatal(err)
 			}
-			ep := endpoint{limiter: limiter{limit: limit}, lifetime: time.Hour}
+			ep := endpoint{limiter: emulator.Limiter{Limit: limit}, lifetime: time.Hour}
 			form := url.Values{"grant_type": {emulator.GrantClientCredentials}, "scope": {emulator.ScopeMyScopes}}
 			// Bursts and lulls: gaps of 0 to 6 s, in a fixed pattern.
 			gaps := []time.Duration{0, 0, 100 * time.Millisecond, 0, 900 * time.Millisecond, 2 * time.Second,

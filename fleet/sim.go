@@ -12,6 +12,7 @@ import (
 
 	"github.com/tokd/tokd/cache"
 	"github.com/tokd/tokd/cache/clocktest"
+	"github.com/tokd/tokd/emulator"
 	"github.com/tokd/tokd/oauth"
 	"github.com/tokd/tokd/token"
 )
@@ -195,7 +196,7 @@ func newSim(cfg Config) (*sim, error) {
 		cfg:   cfg,
 		clock: clocktest.New(Start),
 		endpoint: endpoint{
-			limiter:          limiter{limit: cfg.Limit},
+			limiter:          emulator.Limiter{Limit: cfg.Limit},
 			lifetime:         cfg.Lifetime,
 			outageFrom:       Start.Add(cfg.OutageAt),
 			outageTo:         Start.Add(cfg.OutageAt + cfg.OutageFor),
