@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/sha1"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
@@ -18,11 +19,48 @@ import (
 	"strings"
 )
 
-// fileReader reads the files a configuration names.
+// fileReader reads the files a configuration names. One serves one Load
+// or Parse.
 type fileReader struct {
 	fsys fs.FS
 	base string // where relative paths resolve
 	r    *report
+
+	// keys, certs and cas remember what parseRSAKey, parseCert and
+	// parseCAs made of each file contents seen in this Load, so that
+	// profiles sharing a key file (the usual case: one key, a profile per
+	// resource server) parse it once. Checking an RSA private key costs
+	// about 0.2 ms, which made 1,000 such profiles take 0.2 s to load.
+	// Every file is still read for every profile that names it, so that
+	// each profile gets its own problems and warnings.
+	keys  parseMemo[*rsa.PrivateKey]
+	certs parseMemo[*x509.Certificate]
+	cas   parseMemo[*x509.CertPool]
+}
+
+// parseMemo remembers the result of a parse function by the SHA-256 of
+// the contents it parsed.
+type parseMemo[T any] struct {
+	seen map[[sha256.Size]byte]parsed[T]
+}
+
+type parsed[T any] struct {
+	v   T
+	msg string
+}
+
+// get returns parse(data), calling parse only for contents not seen before.
+func (m *parseMemo[T]) get(data []byte, parse func([]byte) (T, string)) (T, string) {
+	sum := sha256.Sum256(data)
+	if p, ok := m.seen[sum]; ok {
+		return p.v, p.msg
+	}
+	v, msg := parse(data)
+	if m.seen == nil {
+		m.seen = make(map[[sha256.Size]byte]parsed[T])
+	}
+	m.seen[sum] = parsed[T]{v, msg}
+	return v, msg
 }
 
 func newFileReader(opts Options, r *report) *fileReader {
@@ -152,7 +190,7 @@ func (pc *profileChecker) readFiles() {
 		key := pc.key("ca_file")
 		if p.CAFile = f.resolve(key, p.CAFile); p.CAFile != "" {
 			if data, ok := f.read(key, p.CAFile, maxCASize, false); ok {
-				pool, msg := parseCAs(data)
+				pool, msg := f.cas.get(data, parseCAs)
 				if msg != "" {
 					pc.r.problem(key, "%s %s", p.CAFile, msg)
 				}
@@ -175,7 +213,7 @@ func (pc *profileChecker) readKey(key, path string) (string, *rsa.PrivateKey) {
 	if !ok {
 		return path, nil
 	}
-	k, msg := parseRSAKey(data)
+	k, msg := pc.files.keys.get(data, parseRSAKey)
 	if msg != "" {
 		pc.r.problem(key, "%s %s", path, msg)
 	}
@@ -196,7 +234,7 @@ func (pc *profileChecker) readCert(key, path string, priv *rsa.PrivateKey, keyFi
 	if !ok {
 		return path, ""
 	}
-	cert, msg := parseCert(data)
+	cert, msg := pc.files.certs.get(data, parseCert)
 	if msg != "" {
 		pc.r.problem(key, "%s %s", path, msg)
 		return path, ""
