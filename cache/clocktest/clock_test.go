@@ -1,6 +1,8 @@
 package clocktest
 
 import (
+	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -55,5 +57,84 @@ func TestAdvanceToThePastKeepsTime(t *testing.T) {
 	}
 	if !c.Now().Equal(start) {
 		t.Errorf("Now = %v, want %v", c.Now(), start)
+	}
+}
+
+// TestManyTimersRunInOrder arms, stops and fires thousands of timers in a
+// seeded random pattern, with many equal deadlines, and checks every step
+// against the rule: earliest deadline first, ties in arming order, stopped
+// timers never, and Stop true only for a pending timer.
+func TestManyTimersRunInOrder(t *testing.T) {
+	c := New(start)
+	rng := rand.New(rand.NewPCG(1, 2))
+	type armed struct {
+		when time.Time
+		id   int
+	}
+	var (
+		got     []int
+		pending = map[int]armed{}
+		timers  = map[int]*Timer{}
+		lastID  int
+		arm     func(d time.Duration)
+	)
+	arm = func(d time.Duration) {
+		lastID++
+		id := lastID
+		pending[id] = armed{when: c.Now().Add(d), id: id}
+		timers[id] = c.AfterFunc(d, func() {
+			got = append(got, id)
+			delete(pending, id)
+			// A timer function sometimes arms another timer, as a cache does
+			// when it schedules its next refresh. At least 2 s ahead, it
+			// never falls due in the 1 s step that armed it.
+			if rng.IntN(4) == 0 {
+				arm(time.Duration(2+rng.IntN(20)) * time.Second)
+			}
+		}).(*Timer)
+	}
+	for range 5000 {
+		arm(time.Duration(rng.IntN(60)) * time.Second)
+	}
+	for id := 1; id <= 5000; id += 3 {
+		if !timers[id].Stop() {
+			t.Fatalf("Stop of pending timer %d = false", id)
+		}
+		delete(pending, id)
+	}
+	for step := range 90 {
+		due := c.Now().Add(time.Second)
+		var want []int
+		var order []armed
+		for _, a := range pending {
+			if !a.when.After(due) {
+				order = append(order, a)
+			}
+		}
+		slices.SortFunc(order, func(a, b armed) int {
+			if c := a.when.Compare(b.when); c != 0 {
+				return c
+			}
+			return a.id - b.id
+		})
+		for _, a := range order {
+			want = append(want, a.id)
+		}
+		got = nil
+		c.AdvanceTo(due)
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Fatalf("step %d: timers run (-want +got):\n%s", step, diff)
+		}
+		if n := c.Pending(); n != len(pending) {
+			t.Fatalf("step %d: Pending = %d, want %d", step, n, len(pending))
+		}
+	}
+	for id, tm := range timers {
+		if _, ok := pending[id]; tm.Stop() != ok {
+			t.Errorf("Stop of timer %d = %v, want %v (pending)", id, !ok, ok)
+		}
+	}
+	if n := c.Pending(); n != 0 {
+		t.Errorf("Pending after stopping every timer = %d, want 0", n)
 	}
 }
