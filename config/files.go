@@ -21,21 +21,40 @@ import (
 
 // fileReader reads the files a configuration names. One serves one Load
 // or Parse.
+//
+// Profiles often share files: one client secret, one user key, a profile
+// per resource server or scope set. The fileReader reads each file once
+// and parses each key, certificate and CA file's contents once: checking
+// an RSA private key costs about 0.2 ms, and with 2,000 file reads made
+// 1,000 such profiles take 0.35-0.4 s to load. Each profile naming a file
+// still gets the file's problems and warnings, at its own key, worded as
+// if it had read the file alone.
 type fileReader struct {
 	fsys fs.FS
 	base string // where relative paths resolve
 	r    *report
 
-	// keys, certs and cas remember what parseRSAKey, parseCert and
-	// parseCAs made of each file contents seen in this Load, so that
-	// profiles sharing a key file (the usual case: one key, a profile per
-	// resource server) parse it once. Checking an RSA private key costs
-	// about 0.2 ms, which made 1,000 such profiles take 0.2 s to load.
-	// Every file is still read for every profile that names it, so that
-	// each profile gets its own problems and warnings.
+	reads map[readArgs]*readResult // read's results by its arguments
 	keys  parseMemo[*rsa.PrivateKey]
 	certs parseMemo[*x509.Certificate]
 	cas   parseMemo[*x509.CertPool]
+}
+
+// readArgs are the arguments of read that decide its result.
+type readArgs struct {
+	path    string
+	limit   int64
+	private bool
+}
+
+// readResult is what reading a file gave: its contents, whether they
+// can be used, and the messages to record at the key of every profile
+// that names it.
+type readResult struct {
+	data     []byte // shared by every caller: not to be modified
+	ok       bool
+	problems []string
+	warnings []string
 }
 
 // parseMemo remembers the result of a parse function by the SHA-256 of
@@ -98,56 +117,75 @@ func (f *fileReader) resolve(key, path string) string {
 
 // read returns the contents of the file at the absolute path, at most
 // limit bytes. When private is set, a file that group or others may access
-// gives a warning. Problems are recorded at key.
+// gives a warning. Problems are recorded at key. The file is read once per
+// Load; the contents returned are shared and must not be modified.
 func (f *fileReader) read(key, path string, limit int64, private bool) ([]byte, bool) {
+	args := readArgs{path, limit, private}
+	res, seen := f.reads[args]
+	if !seen {
+		res = f.readFile(path, limit, private)
+		if f.reads == nil {
+			f.reads = make(map[readArgs]*readResult)
+		}
+		f.reads[args] = res
+	}
+	for _, msg := range res.problems {
+		f.r.problem(key, "%s", msg)
+	}
+	for _, msg := range res.warnings {
+		f.r.warn(key, "%s", msg)
+	}
+	return res.data, res.ok
+}
+
+// readFile reads the file at path for read.
+func (f *fileReader) readFile(path string, limit int64, private bool) *readResult {
+	res := &readResult{}
+	fail := func(format string, args ...any) *readResult {
+		res.problems = append(res.problems, fmt.Sprintf(format, args...))
+		return res
+	}
 	name := strings.TrimPrefix(path, "/")
 	if name == "" {
 		name = "."
 	}
 	if !fs.ValidPath(name) {
-		f.r.problem(key, "%s is not a valid path", path)
-		return nil, false
+		return fail("%s is not a valid path", path)
 	}
 	fi, err := fs.Stat(f.fsys, name)
 	if err != nil {
-		f.r.problem(key, "%s", fileErrorMessage(path, err))
-		return nil, false
+		return fail("%s", fileErrorMessage(path, err))
 	}
 	if fi.IsDir() {
-		f.r.problem(key, "%s is a directory, not a file", path)
-		return nil, false
+		return fail("%s is a directory, not a file", path)
 	}
 	if !fi.Mode().IsRegular() {
-		f.r.problem(key, "%s is not a regular file", path)
-		return nil, false
+		return fail("%s is not a regular file", path)
 	}
 	if fi.Size() > limit {
-		f.r.problem(key, "%s is larger than %d bytes", path, limit)
-		return nil, false
+		return fail("%s is larger than %d bytes", path, limit)
 	}
 	file, err := f.fsys.Open(name)
 	if err != nil {
-		f.r.problem(key, "%s", fileErrorMessage(path, err))
-		return nil, false
+		return fail("%s", fileErrorMessage(path, err))
 	}
 	defer file.Close()
 	data, err := io.ReadAll(io.LimitReader(file, limit+1))
 	if err != nil {
-		f.r.problem(key, "%s", fileErrorMessage(path, err))
-		return nil, false
+		return fail("%s", fileErrorMessage(path, err))
 	}
 	if int64(len(data)) > limit {
-		f.r.problem(key, "%s is larger than %d bytes", path, limit)
-		return nil, false
+		return fail("%s is larger than %d bytes", path, limit)
 	}
 	if perm := fi.Mode().Perm(); private && perm&0o077 != 0 {
 		what := "readable"
 		if perm&0o044 == 0 {
 			what = "accessible"
 		}
-		f.r.warn(key, "%s is %s by group or others (mode %04o); chmod 600 it", path, what, perm)
+		res.warnings = append(res.warnings, fmt.Sprintf("%s is %s by group or others (mode %04o); chmod 600 it", path, what, perm))
 	}
-	return data, true
+	res.data, res.ok = data, true
+	return res
 }
 
 func fileErrorMessage(path string, err error) string {

@@ -49,8 +49,7 @@ func (c *openCounter) Stat(name string) (fs.FileInfo, error) { return fs.Stat(c.
 // TestSharedFilesParsedOnce checks that profiles naming one key,
 // certificate or CA file share what was parsed from it (the same
 // *rsa.PrivateKey, the same *x509.CertPool), that files with other
-// contents are parsed on their own, and that every profile still reads
-// every file it names.
+// contents are parsed on their own, and that each file is read once.
 func TestSharedFilesParsedOnce(t *testing.T) {
 	k := testKeys()
 	files := exampleFiles()
@@ -82,8 +81,8 @@ func TestSharedFilesParsedOnce(t *testing.T) {
 	}
 
 	want := map[string]int{
-		"etc/tokd/ci.secret":   3,
-		"etc/tokd/ci-user.pem": 2, "etc/tokd/ci-user.crt": 2, "etc/tokd/ca.pem": 2,
+		"etc/tokd/ci.secret":   1,
+		"etc/tokd/ci-user.pem": 1, "etc/tokd/ci-user.crt": 1, "etc/tokd/ca.pem": 1,
 		"etc/tokd/other.pem": 1, "etc/tokd/other.crt": 1, "etc/tokd/ca2.pem": 1,
 	}
 	if diff := cmp.Diff(want, counter.opens); diff != "" {
@@ -93,12 +92,12 @@ func TestSharedFilesParsedOnce(t *testing.T) {
 
 // TestSharedFileProblemsPerProfile checks that a key file shared by
 // several profiles gives each of them its problem, and its warning, as if
-// each had parsed the file itself.
+// each had read and parsed the file itself.
 func TestSharedFileProblemsPerProfile(t *testing.T) {
 	k := testKeys()
 	tests := []struct {
 		name     string
-		file     string
+		file     string // "" for none
 		mode     fs.FileMode
 		wantErr  string // every problem's message, after the path
 		wantWarn string // every warning's message, after the path
@@ -106,12 +105,17 @@ func TestSharedFileProblemsPerProfile(t *testing.T) {
 		{name: "small key", file: k.small, mode: 0o600, wantErr: "holds a 1024-bit RSA key; at least 2048 bits are needed"},
 		{name: "EC key", file: k.ec, mode: 0o600, wantErr: "holds an ECDSA key; RS256 needs an RSA key"},
 		{name: "not a key", file: "hello\n", mode: 0o600, wantErr: "holds no PEM private key (-----BEGIN PRIVATE KEY-----)"},
+		{name: "missing", wantErr: "does not exist"},
+		{name: "directory", mode: fs.ModeDir | 0o700, wantErr: "is a directory, not a file"},
+		{name: "too large", file: strings.Repeat("a", maxKeySize+1), mode: 0o600, wantErr: fmt.Sprintf("is larger than %d bytes", maxKeySize)},
 		{name: "readable key", file: k.userPKCS8, mode: 0o644, wantWarn: "is readable by group or others (mode 0644); chmod 600 it"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			fsys := memFS(exampleFiles())
-			fsys["etc/tokd/shared.pem"] = &fstest.MapFile{Data: []byte(tt.file), Mode: tt.mode}
+			if tt.mode != 0 {
+				fsys["etc/tokd/shared.pem"] = &fstest.MapFile{Data: []byte(tt.file), Mode: tt.mode}
+			}
 			var data strings.Builder
 			names := []string{"a", "b", "c"}
 			for _, n := range names {
