@@ -96,7 +96,9 @@ func Run(ctx context.Context, opts Options) error {
 	})
 	m.watchTokens(tokens.Status)
 	m.setProfiles(cfg.ProfileNames())
-	tokens.SetProfiles(cacheProfiles(cfg, opts.Clock))
+	trs := &transports{}
+	defer trs.closeIdle()
+	tokens.SetProfiles(cacheProfiles(cfg, opts.Clock, trs))
 	var records []store.Record
 	var bad []*store.RecordError
 	if st != nil {
@@ -199,7 +201,7 @@ func Run(ctx context.Context, opts Options) error {
 				if opts.Reloading != nil {
 					opts.Reloading()
 				}
-				err := reload(opts.Reload, opts.Clock, tokens, srv, m, log)
+				err := reload(opts.Reload, opts.Clock, trs, tokens, srv, m, log)
 				if opts.Reloaded != nil {
 					opts.Reloaded(err)
 				}
@@ -220,7 +222,7 @@ func Run(ctx context.Context, opts Options) error {
 
 // reload reads the configuration again and applies it. An invalid new
 // configuration is refused and the old one keeps serving.
-func reload(load func() (*config.Config, error), clock cache.Clock, tokens *cache.Cache, srv *server, m *metrics, log *slog.Logger) error {
+func reload(load func() (*config.Config, error), clock cache.Clock, trs *transports, tokens *cache.Cache, srv *server, m *metrics, log *slog.Logger) error {
 	if load == nil {
 		log.Warn("reload requested, but this tokd has no configuration file to reload")
 		return errors.New("no configuration file to reload")
@@ -240,7 +242,8 @@ func reload(load func() (*config.Config, error), clock cache.Clock, tokens *cach
 	// that they count the first fetch of an added profile.
 	srv.narrowTo(cfg)
 	m.setProfiles(cfg.ProfileNames())
-	tokens.SetProfiles(cacheProfiles(cfg, clock))
+	tokens.SetProfiles(cacheProfiles(cfg, clock, trs))
+	trs.dropUnused()
 	srv.setConfig(cfg)
 	log.Info("configuration reloaded", "profiles", len(cfg.Profiles))
 	return nil
@@ -276,11 +279,14 @@ type storeAdapter struct{ st *store.Store }
 func (a storeAdapter) Put(r cache.Record) error    { return a.st.Put(store.Record(r)) }
 func (a storeAdapter) Delete(profile string) error { return a.st.Delete(profile) }
 
-func cacheProfiles(cfg *config.Config, clock cache.Clock) []cache.Profile {
+// cacheProfiles returns the cache's profiles for cfg, whose token
+// requests share the transports of trs by CA pool.
+func cacheProfiles(cfg *config.Config, clock cache.Clock, trs *transports) []cache.Profile {
+	trs.next()
 	ps := make([]cache.Profile, 0, len(cfg.Profiles))
 	for _, name := range cfg.ProfileNames() {
 		p := cfg.Profiles[name]
-		src := source.New(p)
+		src := source.NewWithTransport(p, trs.forRoots(p.Creds.RootCAs))
 		if clock != nil {
 			src.SetClock(clock.Now)
 		}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"time"
 
@@ -28,16 +29,27 @@ type Source struct {
 	canRefresh bool // whether the client can authenticate a refresh_token grant
 }
 
-// New returns the Source for a profile that config.Load validated.
-func New(p *config.Profile) *Source {
+// New returns the Source for a profile that config.Load validated, with
+// an HTTP transport of its own.
+func New(p *config.Profile) *Source { return NewWithTransport(p, nil) }
+
+// NewWithTransport returns the Source for a profile that config.Load
+// validated, sending its token requests through tr, which many profiles
+// may share: the daemon shares one oauth.NewTransport per CA pool. tr must
+// trust the profile's p.Creds.RootCAs; the profile's timeout still bounds
+// each of its requests. Nil tr means a transport of its own.
+func NewWithTransport(p *config.Profile, tr http.RoundTripper) *Source {
+	var hc *http.Client
+	if tr == nil {
+		hc = oauth.NewHTTPClient(p.Creds.RootCAs, p.Timeout.Duration)
+	} else {
+		hc = oauth.NewHTTPClientWith(tr, p.Timeout.Duration)
+	}
 	s := &Source{
 		profile: p.Name,
 		grant:   p.GrantType,
 		scopes:  slices.Clone(p.Scopes),
-		client: &oauth.Client{
-			TokenURL:   p.TokenURL,
-			HTTPClient: oauth.NewHTTPClient(p.Creds.RootCAs, p.Timeout.Duration),
-		},
+		client:  &oauth.Client{TokenURL: p.TokenURL, HTTPClient: hc},
 	}
 	if p.RefreshToken && !slices.Contains(s.scopes, "offline_access") {
 		s.scopes = append(s.scopes, "offline_access")

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -543,5 +545,64 @@ func TestFetchPermanentRejection(t *testing.T) {
 					oe.Code, oe.StatusCode, oe.Retryable, err, tc.wantCode, tc.wantStatus)
 			}
 		})
+	}
+}
+
+// gate is a transport shared by profiles: it counts the requests it
+// carries, tells arrived of each, and holds each until release is closed
+// or the request's context ends.
+type gate struct {
+	next     http.RoundTripper
+	arrived  chan struct{}
+	release  chan struct{}
+	mu       sync.Mutex
+	requests int
+}
+
+func (g *gate) RoundTrip(req *http.Request) (*http.Response, error) {
+	g.mu.Lock()
+	g.requests++
+	g.mu.Unlock()
+	g.arrived <- struct{}{}
+	select {
+	case <-g.release:
+		return g.next.RoundTrip(req)
+	case <-req.Context().Done():
+		return nil, req.Context().Err()
+	}
+}
+
+// TestSharedTransportKeepsProfileTimeouts sends two profiles' requests
+// through one transport: each profile's timeout still bounds its own
+// requests only.
+func TestSharedTransportKeepsProfileTimeouts(t *testing.T) {
+	e := newEnv(t)
+	tr := oauth.NewTransport(nil)
+	t.Cleanup(tr.CloseIdleConnections)
+	g := &gate{next: tr, arrived: make(chan struct{}, 2), release: make(chan struct{})}
+	body := `scopes = ["` + apiRead + `"]` + jwtBearerSecret
+	patientProfile, hastyProfile := e.load(t, body), e.load(t, body)
+	hastyProfile.Timeout.Duration = 50 * time.Millisecond // below config's minimum, to keep the test short
+	patient, hasty := source.NewWithTransport(patientProfile, g), source.NewWithTransport(hastyProfile, g)
+
+	patientErr := make(chan error, 1)
+	go func() {
+		_, err := patient.Fetch(t.Context(), "")
+		patientErr <- err
+	}()
+	<-g.arrived
+	_, err := hasty.Fetch(t.Context(), "")
+	var oe *oauth.Error
+	if !errors.As(err, &oe) || oe.Description != "timeout" {
+		t.Errorf("profile with a 50 ms timeout: err = %v, want a timeout", err)
+	}
+	close(g.release)
+	if err := <-patientErr; err != nil {
+		t.Errorf("profile with the default timeout, held longer than the other's: %v", err)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.requests != 2 {
+		t.Errorf("the shared transport carried %d requests, want 2", g.requests)
 	}
 }
