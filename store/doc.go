@@ -49,9 +49,11 @@
 //
 // # Durability and damage
 //
-// Each Put and Delete is one bbolt write transaction, fsynced before it
-// returns. Open holds bbolt's file lock for the life of the Store and gives up
-// after Options.Timeout, so a second tokd on the same state directory fails
+// Each Put and Delete returns after the fsynced bbolt write transaction
+// that holds it has committed. Puts called together share one transaction
+// (group commit, see Put); each Delete is a transaction of its own. Open
+// holds bbolt's file lock for the life of the Store and gives up after
+// Options.Timeout, so a second tokd on the same state directory fails
 // with ErrLocked. If tokd.db cannot be read as a tokd database, Open renames
 // it to tokd.db.corrupt-<UTC time>, logs that at level ERROR, and starts with
 // an empty database: every record in it is a cache entry that can be fetched

@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // DBFileName is the name of the database file in the state directory.
@@ -83,6 +86,30 @@ type Store struct {
 	db     *bolt.DB
 	sealer *sealer
 	path   string
+
+	// puts carries records from Put to the committer goroutine
+	// (commitPuts), which ends when puts is closed.
+	puts          chan *pendingPut
+	committerDone chan struct{}
+	// closeMu guards closed and the sends on puts, so that Close closes
+	// puts after the last send.
+	closeMu sync.RWMutex
+	closed  bool
+
+	queued  atomic.Int64 // Puts handed to the committer and not yet answered
+	commits atomic.Int64 // transactions that committed Puts
+}
+
+// maxBatch bounds the records of one transaction and the Puts that can
+// queue without blocking.
+const maxBatch = 1024
+
+// pendingPut is one Put waiting for the transaction that holds its
+// record.
+type pendingPut struct {
+	profile string
+	value   []byte
+	done    chan error // receives the Put's result, once
 }
 
 // Open opens or creates the database in the state directory dir, creating
@@ -154,22 +181,44 @@ func Open(dir string, opts Options) (*Store, error) {
 			logger.Info("migrated database schema", "path", path, "from_version", version, "to_version", schemaVersion)
 		}
 	}
-	return &Store{db: db, sealer: sealer, path: path}, nil
+	s := &Store{
+		db: db, sealer: sealer, path: path,
+		puts:          make(chan *pendingPut, maxBatch),
+		committerDone: make(chan struct{}),
+	}
+	go s.commitPuts()
+	return s, nil
 }
 
 // Path returns the path of the database file.
 func (s *Store) Path() string { return s.path }
 
-// Close closes the database and releases its lock.
+// Close waits for the Puts under way, closes the database and releases its
+// lock. A Put after Close fails.
 func (s *Store) Close() error {
+	s.closeMu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.puts)
+	}
+	s.closeMu.Unlock()
+	<-s.committerDone
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close store: %w", err)
 	}
 	return nil
 }
 
-// Put stores r under r.Profile, replacing any record there, in one fsynced
-// transaction.
+// Put stores r under r.Profile, replacing any record there, and returns
+// once a fsynced transaction holding it has committed.
+//
+// Puts called while a transaction is being written wait and are then
+// committed together, in the order they were called, in one transaction
+// (group commit): a burst of refreshes costs a few fsyncs rather than two
+// per token, and a lone Put costs one transaction as before, with no
+// delay waiting for company. When a shared transaction fails, each of its
+// records is tried again in a transaction of its own, so that every Put
+// gets its own error.
 func (s *Store) Put(r Record) error {
 	if r.Profile == "" {
 		return errors.New("put record: empty profile name")
@@ -181,13 +230,73 @@ func (s *Store) Put(r Record) error {
 	if err != nil {
 		return fmt.Errorf("put record for profile %q: %w", r.Profile, err)
 	}
-	err = s.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketTokens).Put([]byte(r.Profile), v)
-	})
+	p := &pendingPut{profile: r.Profile, value: v, done: make(chan error, 1)}
+	s.closeMu.RLock()
+	if s.closed {
+		s.closeMu.RUnlock()
+		return fmt.Errorf("put record for profile %q: %w", r.Profile, berrors.ErrDatabaseNotOpen)
+	}
+	s.puts <- p
+	s.queued.Add(1)
+	s.closeMu.RUnlock()
+	err = <-p.done
+	s.queued.Add(-1)
 	if err != nil {
 		return fmt.Errorf("put record for profile %q: %w", r.Profile, err)
 	}
 	return nil
+}
+
+// commitPuts writes the records of Put: each transaction takes every
+// record waiting, up to maxBatch. It returns when puts is closed and
+// drained.
+func (s *Store) commitPuts() {
+	defer close(s.committerDone)
+	batch := make([]*pendingPut, 0, maxBatch)
+	for p := range s.puts {
+		batch = append(batch[:0], p)
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case p, ok := <-s.puts:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, p)
+			default:
+				break fill
+			}
+		}
+		s.commit(batch)
+		clear(batch)
+	}
+}
+
+// commit writes batch in one transaction and answers its Puts; after a
+// failure it writes each record alone.
+func (s *Store) commit(batch []*pendingPut) {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketTokens)
+		for _, p := range batch {
+			if err := b.Put([]byte(p.profile), p.value); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	switch {
+	case err == nil:
+		s.commits.Add(1)
+		for _, p := range batch {
+			p.done <- nil
+		}
+	case len(batch) == 1:
+		batch[0].done <- err
+	default:
+		for _, p := range batch {
+			s.commit([]*pendingPut{p})
+		}
+	}
 }
 
 // Get returns the record of profile. The error matches ErrNotFound if there
