@@ -101,14 +101,15 @@ func TestNoRefreshStorm(t *testing.T) {
 	tests := []struct {
 		name     string
 		lifetime time.Duration
-		// want is the number of fetches in [t0, t0+1h], all by the scheduler.
-		want int
-		why  string
+		// The number of fetches in [t0, t0+1h], all by the scheduler, is
+		// within [lo, hi].
+		lo, hi int
+		why    string
 	}{
-		{"one-hour token", time.Hour, 2, "at start and once between 34 and 46 minutes"},
-		{"60s token", 60 * time.Second, 121, "the 30s margin binds: at 0, 30s, ..., 3600s"},
-		{"5s token", 5 * time.Second, 361, "the 10s minimum interval binds: at 0, 10s, ..., 3600s"},
-		{"1s token", time.Second, 361, "the 10s minimum interval binds"},
+		{"one-hour token", time.Hour, 2, 2, "at start and once between 34 and 46 minutes"},
+		{"60s token", 60 * time.Second, 122, 150, "the 30s margin binds: every 24 to 30s (mean 27s)"},
+		{"5s token", 5 * time.Second, 361, 361, "the 10s minimum interval binds: at 0, 10s, ..., 3600s"},
+		{"1s token", time.Second, 361, 361, "the 10s minimum interval binds"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -117,8 +118,8 @@ func TestNoRefreshStorm(t *testing.T) {
 			h.c.SetProfiles([]cache.Profile{f.profile("fp")})
 			h.run()
 			h.advance(time.Hour)
-			if got := f.numCalls(); got != tt.want {
-				t.Errorf("fetches in one hour = %d, want %d (%s)", got, tt.want, tt.why)
+			if got := f.numCalls(); got < tt.lo || got > tt.hi {
+				t.Errorf("fetches in one hour = %d, want %d to %d (%s)", got, tt.lo, tt.hi, tt.why)
 			}
 		})
 	}

@@ -32,14 +32,19 @@
 //
 // For a token of lifetime L = Expiry - IssuedAt the scheduler refreshes at
 //
-//	IssuedAt + 2/3·L + J       J uniform in [-L/10, +L/10), drawn once per token from Options.Rand
-//	but no later than Expiry - max(MinMargin, L/10), the margin capped at L/2   (MinMargin 30s)
+//	IssuedAt + 2/3·L + J       J = (2r-1)·L/10, r uniform in [0, 1), drawn once per token from Options.Rand
+//	but when that is later than Latest = Expiry - max(MinMargin, L/10), the margin capped at L/2   (MinMargin 30s),
+//	    at Latest - r·L/10 instead
 //	and no sooner than MinRefreshInterval after this profile's last successful fetch   (10s)
 //
 // Examples: L = 1h refreshes between 34 and 46 minutes (the 6-minute margin
-// never binds); L = 100s between 57s and 70s, the 30s margin cutting off
-// the upper part; L = 60s at 30s, 120 refreshes an hour; L = 5s every 10s,
-// 360 an hour, the token lapsing for half of each period. A token is served
+// never binds); L = 100s between 57s and 70s; L = 60s between 24s and 30s,
+// about 133 refreshes an hour; L = 5s every 10s, 360 an hour, the token
+// lapsing for half of each period. Below the margin the draw still spreads
+// the refreshes over L/10: without it, short tokens issued together (a
+// start, a recovery) would all refresh at their margin, again together,
+// cycle after cycle (1,000 profiles of 60s tokens: the busiest second fell
+// from 587-659 refreshes to 184, docs/BENCHMARKS.md). A token is served
 // until min(ExpirySkew, L/10) before its expiry (ExpirySkew 10s), to allow
 // for clock skew with the resource server; that is never later than the
 // refresh margin, so a healthy refresh always lands while the token is

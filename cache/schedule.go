@@ -72,9 +72,11 @@ func (p policy) serveMargin(l time.Duration) time.Duration {
 }
 
 // refreshTime returns when a token living from issued to expiry should be
-// refreshed, for a jitter draw r in [0, 1): issued + 2/3·L + (2r-1)·L/10,
-// but no later than expiry - refreshMargin(L). The caller applies the
-// minimum interval between refreshes.
+// refreshed, for a jitter draw r in [0, 1): issued + 2/3·L + (2r-1)·L/10;
+// but when that is later than latest = expiry - refreshMargin(L), then
+// latest - r·L/10, so that the refreshes of tokens of one lifetime issued
+// together still spread over L/10 when the margin binds (short tokens).
+// The caller applies the minimum interval between refreshes.
 func (p policy) refreshTime(issued, expiry time.Time, r float64) time.Time {
 	l := expiry.Sub(issued)
 	if l <= 0 {
@@ -83,7 +85,7 @@ func (p policy) refreshTime(issued, expiry time.Time, r float64) time.Time {
 	jitter := time.Duration((2*r - 1) * float64(l/10))
 	at := issued.Add(2*l/3 + jitter)
 	if latest := expiry.Add(-p.refreshMargin(l)); at.After(latest) {
-		at = latest
+		at = latest.Add(-time.Duration(r * float64(l/10)))
 	}
 	return at
 }

@@ -22,15 +22,17 @@ func TestRefreshTimeWithinJitterBounds(t *testing.T) {
 		t.Run(l.String(), func(t *testing.T) {
 			issued := epoch
 			expiry := issued.Add(l)
+			// Past the margin, the refresh comes within L/10 before it.
 			latest := expiry.Add(-min(max(30*time.Second, l/10), l/2))
 			lo := issued.Add(2*l/3 - l/10)
 			hi := issued.Add(2*l/3 + l/10)
-			if lo.After(latest) {
-				lo = latest
+			if lo.After(latest.Add(-l / 10)) {
+				lo = latest.Add(-l / 10)
 			}
 			if hi.After(latest) {
 				hi = latest
 			}
+			served := expiry.Add(-min(10*time.Second, l/10))
 			var early, late bool
 			for seed := range uint64(5000) {
 				r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)).Float64()
@@ -38,8 +40,8 @@ func TestRefreshTimeWithinJitterBounds(t *testing.T) {
 				if at.Before(lo) || at.After(hi) {
 					t.Fatalf("seed %d (r=%v): refresh at +%v, want within [+%v, +%v]", seed, r, at.Sub(issued), lo.Sub(issued), hi.Sub(issued))
 				}
-				if !at.Before(expiry) {
-					t.Fatalf("seed %d: refresh at +%v, not before the expiry", seed, at.Sub(issued))
+				if !at.Before(served) {
+					t.Fatalf("seed %d: refresh at +%v, not before the token stops being served at +%v", seed, at.Sub(issued), served.Sub(issued))
 				}
 				mid := issued.Add(2 * l / 3)
 				early = early || at.Before(mid)
@@ -65,10 +67,13 @@ func TestRefreshTimeMargin(t *testing.T) {
 		{"1h latest, margin L/10 does not bind", time.Hour, almostOne, 46 * time.Minute},
 		{"1 year, margin L/10", 365 * 24 * time.Hour, almostOne, 365 * 24 * time.Hour * 23 / 30},
 		{"100s earliest", 100 * time.Second, 0, 100*time.Second*2/3 - 10*time.Second},
-		{"100s latest, cut by the 30s margin", 100 * time.Second, almostOne, 70 * time.Second},
-		{"60s earliest, margin 30s", 60 * time.Second, 0, 30 * time.Second},
-		{"60s latest, margin 30s", 60 * time.Second, almostOne, 30 * time.Second},
-		{"5s, margin capped at L/2", 5 * time.Second, 0.5, 2500 * time.Millisecond},
+		{"100s, just within the 30s margin", 100 * time.Second, 0.66, 100*time.Second*2/3 + 3200*time.Millisecond},
+		{"100s, past the 30s margin: jittered below it", 100 * time.Second, 0.7, 63 * time.Second},
+		{"100s latest, past the 30s margin", 100 * time.Second, almostOne, 60 * time.Second},
+		{"60s, draw 0: at the 30s margin", 60 * time.Second, 0, 30 * time.Second},
+		{"60s, draw 1/2: L/20 below the margin", 60 * time.Second, 0.5, 27 * time.Second},
+		{"60s latest: L/10 below the margin", 60 * time.Second, almostOne, 24 * time.Second},
+		{"5s, margin capped at L/2", 5 * time.Second, 0.5, 2250 * time.Millisecond},
 		{"1s, margin capped at L/2", time.Second, 0, 500 * time.Millisecond},
 	}
 	for _, tt := range tests {
@@ -78,6 +83,29 @@ func TestRefreshTimeMargin(t *testing.T) {
 				t.Errorf("refresh at +%v, want +%v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestRefreshTimeSpreadsPastTheMargin: when the margin binds for every
+// draw (L <= 69 s), tokens of one lifetime issued together are still
+// refreshed over L/10 below the margin, not all at the margin.
+func TestRefreshTimeSpreadsPastTheMargin(t *testing.T) {
+	p := newPolicy(Options{})
+	for _, l := range []time.Duration{10 * time.Second, 60 * time.Second, 69 * time.Second} {
+		latest := l - min(max(30*time.Second, l/10), l/2)
+		rng := rand.New(rand.NewPCG(3, 4))
+		var low, high bool
+		for range 1000 {
+			at := p.refreshTime(epoch, epoch.Add(l), rng.Float64()).Sub(epoch)
+			if at > latest || at <= latest-l/10 {
+				t.Fatalf("L=%v: refresh at +%v, want within (+%v, +%v]", l, at, latest-l/10, latest)
+			}
+			low = low || at < latest-l/20
+			high = high || at > latest-l/20
+		}
+		if !low || !high {
+			t.Errorf("L=%v: refreshes do not spread over the L/10 below the margin", l)
+		}
 	}
 }
 
