@@ -82,9 +82,19 @@ type Options struct {
 	MinRefreshInterval time.Duration // between two successful fetches by the scheduler
 	ExpirySkew         time.Duration // stop serving min(ExpirySkew, L/10) before expiry
 	BaseBackoff        time.Duration // first retry ceiling after a retryable failure
+	RateLimitBackoff   time.Duration // first retry ceiling after a rate-limit answer (429), at least BaseBackoff
 	MaxBackoff         time.Duration // retry ceiling
 	PermanentRetry     time.Duration // retry interval after a permanent failure
 	FetchTimeout       time.Duration // bound on one Fetch call
+
+	// StartJitter spreads the first scheduled fetch of a profile that has
+	// no token to serve and that nobody has asked for: at Run, and when
+	// SetProfiles adds a profile or changes its fingerprint while the cache
+	// runs, that fetch happens at a uniform random moment in
+	// [0, StartJitter). Get and Refresh still fetch at once. Zero (the
+	// default) fetches at once; a fleet sizes it to its identity domain
+	// (package comment, "Start jitter").
+	StartJitter time.Duration
 }
 
 // FetchResult describes one finished fetch. It carries no token material.
@@ -142,6 +152,8 @@ type Cache struct {
 	policy  policy
 	// fetchTimeout bounds one Fetch.
 	fetchTimeout time.Duration
+	// startJitter is Options.StartJitter.
+	startJitter time.Duration
 
 	// baseCtx is the parent of every fetch; Run cancels it on return.
 	baseCtx    context.Context
@@ -190,6 +202,7 @@ type entry struct {
 	lastErrAt       time.Time // when it failed
 	notBefore       time.Time // no automatic attempt before this time
 	retryAfterUntil time.Time // the server's Retry-After; not even Refresh goes before it
+	startAt         time.Time // the start jitter: no scheduled first fetch before this time
 	storeErr        string    // last Store error for tok, for Status
 
 	inflight *call
@@ -220,6 +233,7 @@ func New(opts Options) *Cache {
 		observe:      opts.Observe,
 		policy:       newPolicy(opts),
 		fetchTimeout: opts.FetchTimeout,
+		startJitter:  max(opts.StartJitter, 0),
 		entries:      make(map[string]*entry),
 	}
 	if c.clock == nil {
@@ -250,6 +264,7 @@ func (c *Cache) SetProfiles(ps []Profile) {
 	defer c.storeMu.Unlock()
 
 	c.mu.Lock()
+	now := c.clock.Now()
 	var deletes []string
 	seen := make(map[string]bool, len(ps))
 	for _, p := range ps {
@@ -261,7 +276,9 @@ func (c *Cache) SetProfiles(ps []Profile) {
 		e, ok := c.entries[p.Name]
 		switch {
 		case !ok:
-			c.entries[p.Name] = &entry{profile: p}
+			e = &entry{profile: p}
+			c.entries[p.Name] = e
+			c.jitterStartLocked(e, now)
 			c.log.Info("token cache: profile added", "profile", p.Name)
 		case e.profile.Fingerprint != p.Fingerprint:
 			c.dropTokenLocked(e)
@@ -269,6 +286,7 @@ func (c *Cache) SetProfiles(ps []Profile) {
 			e.notBefore, e.retryAfterUntil = time.Time{}, time.Time{}
 			e.lastRefresh = time.Time{}
 			e.profile = p
+			c.jitterStartLocked(e, now)
 			deletes = append(deletes, p.Name)
 			c.log.Info("token cache: profile settings changed; dropped its token", "profile", p.Name)
 		default:
@@ -551,6 +569,10 @@ func (c *Cache) Run(ctx context.Context) error {
 		return errors.New("token cache: Run called twice")
 	}
 	c.running = true
+	now := c.clock.Now()
+	for _, name := range c.namesLocked() {
+		c.jitterStartLocked(c.entries[name], now)
+	}
 	c.scheduleAllLocked()
 	c.mu.Unlock()
 	if c.hooks.runStarted != nil {
@@ -660,7 +682,12 @@ func (c *Cache) fetch(ctx context.Context, e *entry, cl *call, name, trigger str
 		e.inflight = nil
 		e.failures++
 		e.lastErr, e.lastErrAt = err, now
-		d := c.policy.retryDelay(e.failures, err, c.rand())
+		e.startAt = time.Time{}
+		var served time.Duration
+		if e.tok != nil && now.Before(e.serveUntil) {
+			served = e.serveUntil.Sub(now)
+		}
+		d := c.policy.retryDelay(e.failures, err, c.rand(), served)
 		e.notBefore = now.Add(d)
 		if ra := retryAfter(err); ra > 0 {
 			e.retryAfterUntil = now.Add(ra)
@@ -738,8 +765,22 @@ func (c *Cache) installLocked(e *entry, t *token.Token, now time.Time, fetched b
 		e.retryAfterUntil = time.Time{}
 	}
 	e.failures, e.lastErr, e.lastErrAt, e.notBefore = 0, nil, time.Time{}, time.Time{}
+	e.startAt = time.Time{}
 	e.storeErr = ""
 	return t
+}
+
+// jitterStartLocked draws e's start jitter when the cache is running with
+// a StartJitter and e can fetch but holds no token it serves: its first
+// scheduled fetch then waits until a uniform random moment in
+// [now, now+StartJitter). It draws nothing otherwise, so that a cache
+// without a StartJitter uses Options.Rand as before.
+func (c *Cache) jitterStartLocked(e *entry, now time.Time) {
+	e.startAt = time.Time{}
+	if c.startJitter <= 0 || !c.running || !e.fetchable() || (e.tok != nil && now.Before(e.serveUntil)) {
+		return
+	}
+	e.startAt = now.Add(time.Duration(c.rand() * float64(c.startJitter)))
 }
 
 // dropTokenLocked forgets e's token and refresh token and discards a fetch
@@ -810,7 +851,7 @@ func (c *Cache) nextAttemptLocked(e *entry, now time.Time) (time.Time, bool) {
 	default:
 		at = now
 	}
-	return latest(at, e.notBefore, e.retryAfterUntil), true
+	return latest(at, e.notBefore, e.retryAfterUntil, e.startAt), true
 }
 
 // scheduleLocked arms e's timer for its next attempt, or starts the fetch
@@ -846,14 +887,19 @@ func (c *Cache) scheduleLocked(e *entry, now time.Time) time.Time {
 // scheduleAllLocked schedules every profile, in name order.
 func (c *Cache) scheduleAllLocked() {
 	now := c.clock.Now()
+	for _, name := range c.namesLocked() {
+		c.scheduleLocked(c.entries[name], now)
+	}
+}
+
+// namesLocked returns the profile names, sorted.
+func (c *Cache) namesLocked() []string {
 	names := make([]string, 0, len(c.entries))
 	for name := range c.entries {
 		names = append(names, name)
 	}
 	slices.Sort(names)
-	for _, name := range names {
-		c.scheduleLocked(c.entries[name], now)
-	}
+	return names
 }
 
 // onTimer runs when the timer seq of e fires.

@@ -13,6 +13,7 @@ const (
 	DefaultMinRefreshInterval = 10 * time.Second
 	DefaultExpirySkew         = 10 * time.Second
 	DefaultBaseBackoff        = 1 * time.Second
+	DefaultRateLimitBackoff   = 1 * time.Minute
 	DefaultMaxBackoff         = 5 * time.Minute
 	DefaultPermanentRetry     = 15 * time.Minute
 	DefaultFetchTimeout       = 1 * time.Minute
@@ -22,12 +23,17 @@ const (
 // of zero never turns into an immediate retry.
 const minRetryDelay = 250 * time.Millisecond
 
+// minServedRetryCap is the shortest that the cap of half the held token's
+// remaining servable life makes a retry delay.
+const minServedRetryCap = 1 * time.Second
+
 // policy holds the timing rules, with defaults filled in.
 type policy struct {
 	minMargin          time.Duration
 	minRefreshInterval time.Duration
 	expirySkew         time.Duration
 	baseBackoff        time.Duration
+	rateLimitBackoff   time.Duration
 	maxBackoff         time.Duration
 	permanentRetry     time.Duration
 }
@@ -39,14 +45,17 @@ func newPolicy(o Options) policy {
 		}
 		return d
 	}
-	return policy{
+	p := policy{
 		minMargin:          def(DefaultMinMargin, o.MinMargin),
 		minRefreshInterval: def(DefaultMinRefreshInterval, o.MinRefreshInterval),
 		expirySkew:         def(DefaultExpirySkew, o.ExpirySkew),
 		baseBackoff:        def(DefaultBaseBackoff, o.BaseBackoff),
+		rateLimitBackoff:   def(DefaultRateLimitBackoff, o.RateLimitBackoff),
 		maxBackoff:         def(DefaultMaxBackoff, o.MaxBackoff),
 		permanentRetry:     def(DefaultPermanentRetry, o.PermanentRetry),
 	}
+	p.rateLimitBackoff = max(p.rateLimitBackoff, p.baseBackoff)
+	return p
 }
 
 // issuedAt returns the start of a token's lifetime: its IssuedAt, or
@@ -91,26 +100,36 @@ func (p policy) refreshTime(issued, expiry time.Time, r float64) time.Time {
 }
 
 // retryDelay returns how long to wait after the failures-th consecutive
-// failure, err, for a jitter draw r in [0, 1):
+// failure, err, for a jitter draw r in [0, 1), when the held token is
+// served for served more (0: no token is served):
 //
-//   - retryable: full jitter, r·min(maxBackoff, baseBackoff·2^(failures-1)),
-//     at least minRetryDelay;
+//   - retryable: full jitter, r·min(maxBackoff, base·2^(failures-1)), at
+//     least minRetryDelay, where base is rateLimitBackoff for a rate-limit
+//     answer (429) and baseBackoff otherwise; but no more than served/2
+//     (at least minServedRetryCap) while a token is served;
 //   - permanent: permanentRetry plus up to a tenth of it;
 //
 // and in both cases at least the server's Retry-After.
-func (p policy) retryDelay(failures int, err error, r float64) time.Duration {
+func (p policy) retryDelay(failures int, err error, r float64, served time.Duration) time.Duration {
 	var d time.Duration
 	if retryable(err) {
+		base := p.baseBackoff
+		if rateLimited(err) {
+			base = p.rateLimitBackoff
+		}
 		ceiling := p.maxBackoff
 		if failures < 1 {
 			failures = 1
 		}
 		if failures <= 32 {
-			if c := p.baseBackoff << (failures - 1); c > 0 && c < ceiling {
+			if c := base << (failures - 1); c > 0 && c < ceiling {
 				ceiling = c
 			}
 		}
-		d = max(time.Duration(r*float64(ceiling)), min(minRetryDelay, p.baseBackoff))
+		d = max(time.Duration(r*float64(ceiling)), min(minRetryDelay, base))
+		if served > 0 {
+			d = min(d, max(served/2, minServedRetryCap))
+		}
 	} else {
 		d = p.permanentRetry + time.Duration(r*float64(p.permanentRetry/10))
 	}
@@ -125,6 +144,23 @@ func retryable(err error) bool {
 		return re.Temporary()
 	}
 	return true
+}
+
+// RateLimitError is implemented by errors that can tell a rate-limit answer
+// (HTTP 429) from other failures; *oauth.Error does. The cache backs off
+// from those with Options.RateLimitBackoff.
+type RateLimitError interface {
+	error
+	// RateLimited reports whether the server refused the request for its
+	// rate limit.
+	RateLimited() bool
+}
+
+// rateLimited reports whether err says the server's rate limit refused
+// the request.
+func rateLimited(err error) bool {
+	var re RateLimitError
+	return errors.As(err, &re) && re.RateLimited()
 }
 
 // retryAfter returns the server's Retry-After carried by err, or 0.

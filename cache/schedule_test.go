@@ -124,33 +124,72 @@ func TestRetryDelay(t *testing.T) {
 	slowDown := &oauth.Error{StatusCode: 429, Description: "too many requests", Retryable: true, RetryAfter: 90 * time.Second}
 	invalidGrant := &oauth.Error{StatusCode: 400, Code: oauth.CodeInvalidGrant, Description: "refresh token revoked"}
 	invalidClientLongWait := &oauth.Error{StatusCode: 401, Code: oauth.CodeInvalidClient, RetryAfter: time.Hour}
+	rateLimited := &oauth.Error{StatusCode: 429, Description: "too many requests", Retryable: true}
+	rateLimitedShortWait := &oauth.Error{StatusCode: 429, Retryable: true, RetryAfter: 2 * time.Second}
 	tests := []struct {
 		name     string
 		failures int
 		err      error
 		r        float64
+		served   time.Duration // the held token's remaining servable life; 0: none
 		want     time.Duration
 	}{
-		{"1st failure, top of range", 1, unavailable, almostOne, time.Second},
-		{"2nd failure, top of range", 2, unavailable, almostOne, 2 * time.Second},
-		{"3rd failure, middle", 3, unavailable, 0.5, 2 * time.Second},
-		{"9th failure, top of range", 9, unavailable, almostOne, 256 * time.Second},
-		{"10th failure, capped", 10, unavailable, almostOne, 5 * time.Minute},
-		{"100th failure, capped", 100, unavailable, almostOne, 5 * time.Minute},
-		{"zero draw, floor", 5, unavailable, 0, 250 * time.Millisecond},
-		{"Retry-After above the backoff", 1, slowDown, almostOne, 90 * time.Second},
-		{"backoff above Retry-After", 20, slowDown, almostOne, 5 * time.Minute},
-		{"error without oauth type is retryable", 3, errors.New("dial tcp: connection refused"), almostOne, 4 * time.Second},
-		{"wrapped oauth error keeps its class", 1, fmt.Errorf("fetch: %w", invalidGrant), 0, 15 * time.Minute},
-		{"permanent, zero draw", 1, invalidGrant, 0, 15 * time.Minute},
-		{"permanent, top of range", 7, invalidGrant, almostOne, 16*time.Minute + 30*time.Second},
-		{"permanent with a longer Retry-After", 1, invalidClientLongWait, 0.5, time.Hour},
+		{"1st failure, top of range", 1, unavailable, almostOne, 0, time.Second},
+		{"2nd failure, top of range", 2, unavailable, almostOne, 0, 2 * time.Second},
+		{"3rd failure, middle", 3, unavailable, 0.5, 0, 2 * time.Second},
+		{"9th failure, top of range", 9, unavailable, almostOne, 0, 256 * time.Second},
+		{"10th failure, capped", 10, unavailable, almostOne, 0, 5 * time.Minute},
+		{"100th failure, capped", 100, unavailable, almostOne, 0, 5 * time.Minute},
+		{"zero draw, floor", 5, unavailable, 0, 0, 250 * time.Millisecond},
+		{"Retry-After above the backoff", 1, slowDown, almostOne, 0, 90 * time.Second},
+		{"backoff above Retry-After", 20, slowDown, almostOne, 0, 5 * time.Minute},
+		{"error without oauth type is retryable", 3, errors.New("dial tcp: connection refused"), almostOne, 0, 4 * time.Second},
+		{"wrapped oauth error keeps its class", 1, fmt.Errorf("fetch: %w", invalidGrant), 0, 0, 15 * time.Minute},
+		{"permanent, zero draw", 1, invalidGrant, 0, 0, 15 * time.Minute},
+		{"permanent, top of range", 7, invalidGrant, almostOne, 0, 16*time.Minute + 30*time.Second},
+		{"permanent with a longer Retry-After", 1, invalidClientLongWait, 0.5, 0, time.Hour},
+
+		{"429, 1st failure: ceiling 1 min", 1, rateLimited, almostOne, 0, time.Minute},
+		{"429, 2nd failure: ceiling 2 min", 2, rateLimited, 0.5, 0, time.Minute},
+		{"429, 4th failure: capped", 4, rateLimited, almostOne, 0, 5 * time.Minute},
+		{"429, zero draw, floor", 1, rateLimited, 0, 0, 250 * time.Millisecond},
+		{"429 wrapped", 1, fmt.Errorf("fetch: %w", rateLimited), almostOne, 0, time.Minute},
+		{"429 with a Retry-After below the backoff", 1, rateLimitedShortWait, 0.5, 0, 30 * time.Second},
+		{"429 with a Retry-After above the backoff", 1, rateLimitedShortWait, 0.01, 0, 2 * time.Second},
+		{"503 is not a rate limit", 1, unavailable, 0.5, 0, 500 * time.Millisecond},
+
+		{"cap: half the served life", 10, unavailable, almostOne, 4 * time.Minute, 2 * time.Minute},
+		{"cap above the backoff: no effect", 3, unavailable, almostOne, time.Hour, 4 * time.Second},
+		{"cap: at least 1s", 10, unavailable, almostOne, 500 * time.Millisecond, time.Second},
+		{"cap does not raise a short delay", 10, unavailable, 0, 500 * time.Millisecond, 250 * time.Millisecond},
+		{"cap applies to 429", 3, rateLimited, almostOne, 3 * time.Minute, 90 * time.Second},
+		{"cap never before Retry-After", 1, slowDown, almostOne, 20 * time.Second, 90 * time.Second},
+		{"cap does not apply to permanent errors", 1, invalidGrant, 0, time.Minute, 15 * time.Minute},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := p.retryDelay(tt.failures, tt.err, tt.r)
+			got := p.retryDelay(tt.failures, tt.err, tt.r, tt.served)
 			if diff := (got - tt.want).Abs(); diff > time.Millisecond {
-				t.Errorf("retryDelay(%d, %v, %v) = %v, want %v", tt.failures, tt.err, tt.r, got, tt.want)
+				t.Errorf("retryDelay(%d, %v, %v, %v) = %v, want %v", tt.failures, tt.err, tt.r, tt.served, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRateLimitBackoffOption(t *testing.T) {
+	rateLimited := &oauth.Error{StatusCode: 429, Retryable: true}
+	for _, tt := range []struct {
+		name string
+		opts Options
+		want time.Duration // ceiling of the first retry
+	}{
+		{"default", Options{}, time.Minute},
+		{"set", Options{RateLimitBackoff: 10 * time.Second}, 10 * time.Second},
+		{"never below BaseBackoff", Options{BaseBackoff: 2 * time.Minute, RateLimitBackoff: 10 * time.Second}, 2 * time.Minute},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := newPolicy(tt.opts).retryDelay(1, rateLimited, almostOne, 0); (got - tt.want).Abs() > time.Millisecond {
+				t.Errorf("first retry after a 429 = %v, want %v", got, tt.want)
 			}
 		})
 	}
@@ -164,7 +203,7 @@ func TestRetryDelayFullJitterRange(t *testing.T) {
 		ceiling := min(time.Second<<(n-1), 5*time.Minute)
 		var lowHalf, highHalf bool
 		for range 2000 {
-			d := p.retryDelay(n, err, rng.Float64())
+			d := p.retryDelay(n, err, rng.Float64(), 0)
 			if d < 250*time.Millisecond || d > ceiling {
 				t.Fatalf("failure %d: delay %v outside [250ms, %v]", n, d, ceiling)
 			}

@@ -3,6 +3,7 @@ package faults_test
 import (
 	"fmt"
 	"math"
+	"math/bits"
 	"net/http"
 	"strings"
 	"sync"
@@ -17,13 +18,16 @@ import (
 
 // The backoff policy as the cache documents it (cache/doc.go, "Failures";
 // cache/schedule.go): after the n-th consecutive retryable failure, wait
-// uniform in [0, min(MaxBackoff, BaseBackoff·2^(n-1))), at least
-// minRetryDelay, and at least the server's Retry-After.
+// uniform in [0, min(MaxBackoff, B·2^(n-1))), B the RateLimitBackoff after
+// a 429 and the BaseBackoff otherwise, at least minRetryDelay, at most half
+// the held token's remaining servable life (at least 1 s), and at least
+// the server's Retry-After.
 const (
-	baseBackoff   = cache.DefaultBaseBackoff
-	maxBackoff    = cache.DefaultMaxBackoff
-	minRetryDelay = 250 * time.Millisecond // cache/schedule.go minRetryDelay
-	expirySkew    = cache.DefaultExpirySkew
+	baseBackoff      = cache.DefaultBaseBackoff
+	rateLimitBackoff = cache.DefaultRateLimitBackoff
+	maxBackoff       = cache.DefaultMaxBackoff
+	minRetryDelay    = 250 * time.Millisecond // cache/schedule.go minRetryDelay
+	expirySkew       = cache.DefaultExpirySkew
 	// boundFailure is the probability below which maxAttempts' bound may
 	// be exceeded by a correct backoff.
 	boundFailure = 1e-9
@@ -36,6 +40,23 @@ func backoffCeiling(n int) time.Duration {
 		return maxBackoff
 	}
 	return min(maxBackoff, baseBackoff<<(n-1))
+}
+
+// rateLimitCeiling returns the ceiling of the wait after the n-th
+// consecutive 429.
+func rateLimitCeiling(n int) time.Duration {
+	if n > 32 {
+		return maxBackoff
+	}
+	return min(maxBackoff, rateLimitBackoff<<(n-1))
+}
+
+// cappedAttempts bounds the attempts that the cap of half the held
+// token's remaining servable life can add when that life is served at
+// the first failure: each capped wait halves what is left, down to 1 s,
+// and then takes at least 1 s of the last 2 s.
+func cappedAttempts(served time.Duration) int {
+	return bits.Len64(uint64(served/time.Second)) + 2
 }
 
 // maxAttempts returns how many attempts the backoff allows in a window w
@@ -122,6 +143,9 @@ type endpointFault struct {
 	begin func(t *testing.T, e *env) (end func())
 	// wantErr is in the error tokd reports for the fault.
 	wantErr string
+	// rateLimited says the fault answers 429, which the cache backs off
+	// from with its RateLimitBackoff.
+	rateLimited bool
 	// retryAfter returns a lower bound of the Retry-After of every answer
 	// so far and an upper bound; nil when the answers carry none.
 	retryAfter func() (lo, hi time.Duration)
@@ -181,8 +205,8 @@ func TestTokenEndpointFaults(t *testing.T) {
 		},
 		{
 			name: "429 with Retry-After seconds", window: window,
-			begin:      outage(emulator.TooManyRequestsFault("120")),
-			wantErr:    "HTTP 429",
+			begin:   outage(emulator.TooManyRequestsFault("120")),
+			wantErr: "HTTP 429", rateLimited: true,
 			retryAfter: func() (time.Duration, time.Duration) { return 120 * time.Second, 120 * time.Second },
 			requests:   emulatorRequests,
 		},
@@ -197,7 +221,7 @@ func TestTokenEndpointFaults(t *testing.T) {
 				e.em.SetOutage(emulator.TooManyRequestsFault(emulator.RetryAfterDate(retryDate)))
 				return e.em.ClearFaults
 			},
-			wantErr: "HTTP 429",
+			wantErr: "HTTP 429", rateLimited: true,
 			retryAfter: func() (time.Duration, time.Duration) {
 				return time.Until(retryDate), 2 * time.Minute
 			},
@@ -205,7 +229,7 @@ func TestTokenEndpointFaults(t *testing.T) {
 		},
 		{
 			name: "429 without Retry-After", window: window,
-			begin: outage(emulator.TooManyRequestsFault("")), wantErr: "HTTP 429", requests: emulatorRequests,
+			begin: outage(emulator.TooManyRequestsFault("")), wantErr: "HTTP 429", rateLimited: true, requests: emulatorRequests,
 		},
 		{
 			name: "500", window: window,
@@ -340,14 +364,19 @@ func testEndpointFault(t *testing.T, fc endpointFault) {
 	if fc.retryAfter != nil {
 		raLo, raHi = fc.retryAfter()
 	}
-	bound := maxAttempts(fc.window, raLo)
+	// maxAttempts holds for the longer waits after a 429 too.
+	bound := maxAttempts(fc.window, raLo) + cappedAttempts(serveUntil.Sub(first))
 	t.Logf("%d attempts in %v of fault (bound %d), %s", n, fc.window, bound, dr.gaps())
 	if n > bound {
 		t.Errorf("%d attempts in %v of fault; the backoff allows at most %d", n, fc.window, bound)
 	}
 	for i := 1; i < n; i++ {
 		gap := dr.attempts[i].Sub(dr.attempts[i-1])
-		lo, hi := max(minRetryDelay, raLo), max(backoffCeiling(i), raHi)
+		ceiling := backoffCeiling(i)
+		if fc.rateLimited {
+			ceiling = rateLimitCeiling(i)
+		}
+		lo, hi := max(minRetryDelay, raLo), max(ceiling, raHi)
 		if gap < lo || gap > hi {
 			t.Errorf("attempt %d came %v after failure %d, want between %v and %v", i+1, gap, i, lo, hi)
 		}

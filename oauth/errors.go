@@ -84,6 +84,10 @@ func (e *Error) Temporary() bool { return e.Retryable }
 // RetryDelay returns RetryAfter.
 func (e *Error) RetryDelay() time.Duration { return e.RetryAfter }
 
+// RateLimited reports whether the server refused the request for its rate
+// limit (HTTP 429); the cache backs off longer from those.
+func (e *Error) RateLimited() bool { return e.StatusCode == http.StatusTooManyRequests }
+
 // permanentCodes are the RFC 6749 errors that no retry of the same
 // request can cure.
 var permanentCodes = map[string]bool{
