@@ -19,6 +19,14 @@
 //     sun_path (at most 107 bytes). Empty means the daemon's default.
 //   - metrics_address: host:port with a numeric port 1-65535 (the host may
 //     be empty, meaning every address). Empty means no metrics listener.
+//   - start_jitter: a duration string, default "0s", range 0s to 1h. Each
+//     profile that has no stored token to serve is fetched at a random
+//     moment within this long after start (or after a reload adds or
+//     changes it), so that a fleet restarted at once does not send all its
+//     token requests in the same instant; a client asking for the token
+//     still gets it at once. For H hosts with P profiles each on one
+//     identity domain allowing M requests a minute, set it to
+//     1.3 × H × P / M minutes (docs/FLEET.md); 0 suits a single host.
 //   - profiles: at least one [profiles.NAME]; NAME matches
 //     ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$ since it appears in URLs and metric
 //     labels.
@@ -129,6 +137,8 @@ const (
 	DefaultLifetime          = 5 * time.Minute
 	MinLifetime              = 10 * time.Second
 	MaxLifetime              = 1 * time.Hour
+	DefaultStartJitter       = 0
+	MaxStartJitter           = 1 * time.Hour
 	DefaultGitUsername       = "oauth2"
 	DefaultDockerUsername    = "oauth2accesstoken"
 	OracleIdentityAudience   = "https://identity.oraclecloud.com/"
@@ -145,6 +155,7 @@ type Config struct {
 	Socket         string              `toml:"socket"`
 	StateDir       string              `toml:"state_dir"`
 	MetricsAddress string              `toml:"metrics_address"`
+	StartJitter    Duration            `toml:"start_jitter"` // cache.Options.StartJitter, default 0, range 0..1h
 	Profiles       map[string]*Profile `toml:"profiles"`
 }
 

@@ -19,6 +19,7 @@ type rawConfig struct {
 	Socket         toml.Primitive `toml:"socket"`
 	StateDir       toml.Primitive `toml:"state_dir"`
 	MetricsAddress toml.Primitive `toml:"metrics_address"`
+	StartJitter    toml.Primitive `toml:"start_jitter"`
 	Profiles       toml.Primitive `toml:"profiles"`
 }
 
@@ -200,6 +201,7 @@ func (d *decoder) config(raw *rawConfig) *Config {
 	d.decode(toml.Key{"socket"}, raw.Socket, &cfg.Socket, kindString)
 	d.decode(toml.Key{"state_dir"}, raw.StateDir, &cfg.StateDir, kindString)
 	d.decode(toml.Key{"metrics_address"}, raw.MetricsAddress, &cfg.MetricsAddress, kindString)
+	d.duration(toml.Key{"start_jitter"}, raw.StartJitter, &cfg.StartJitter, DefaultStartJitter, 0, MaxStartJitter)
 
 	var profiles map[string]toml.Primitive
 	if !d.decode(toml.Key{"profiles"}, raw.Profiles, &profiles, kindTable) {
