@@ -5,20 +5,22 @@
 // the few lines of HTTP/1.1 it needs directly over a socket made with the
 // syscall package, and links neither net nor net/http (their package
 // initialisation alone costs milliseconds per process; see deps_test.go).
+// Nor does it link encoding/json, fmt or net/url, which every tokctl
+// process would pay for in start-up time and page faults whether it used
+// them or not (docs/BENCHMARKS.md, section 1): answers are decoded with
+// internal/jsonlite, held to encoding/json's results by FuzzDecodeAnswers.
 package client
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"net/url"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/tokd/tokd/apitype"
+	"github.com/tokd/tokd/internal/jsonlite"
 )
 
 // ErrUnreachable is wrapped by errors for a daemon that is not listening.
@@ -61,13 +63,13 @@ const maxResponse = 4 << 20
 // Token returns the profile's access token.
 func (c *Client) Token(profile string) (*apitype.Token, error) {
 	var tok apitype.Token
-	return &tok, c.call("GET", tokenPath(profile, ""), nil, &tok)
+	return &tok, c.call("GET", tokenPath(profile, ""), nil, func(d *jsonlite.Decoder) error { return decodeToken(d, &tok) })
 }
 
 // Refresh makes the daemon refresh the profile's token now.
 func (c *Client) Refresh(profile string) (*apitype.Token, error) {
 	var tok apitype.Token
-	return &tok, c.call("POST", tokenPath(profile, "/refresh"), nil, &tok)
+	return &tok, c.call("POST", tokenPath(profile, "/refresh"), nil, func(d *jsonlite.Decoder) error { return decodeToken(d, &tok) })
 }
 
 // Forget makes the daemon drop the profile's token.
@@ -78,13 +80,13 @@ func (c *Client) Forget(profile string) error {
 // Import hands the daemon a tokens<n>.tok file for the profile.
 func (c *Client) Import(profile string, tokFile []byte) (*apitype.Token, error) {
 	var tok apitype.Token
-	return &tok, c.call("POST", tokenPath(profile, "/import"), tokFile, &tok)
+	return &tok, c.call("POST", tokenPath(profile, "/import"), tokFile, func(d *jsonlite.Decoder) error { return decodeToken(d, &tok) })
 }
 
 // Status returns the state of the profiles the caller may see.
 func (c *Client) Status() (*apitype.Status, error) {
 	var st apitype.Status
-	return &st, c.call("GET", apitype.PathPrefix+"status", nil, &st)
+	return &st, c.call("GET", apitype.PathPrefix+"status", nil, func(d *jsonlite.Decoder) error { return decodeStatus(d, &st) })
 }
 
 // Git returns the credential for a git request URL
@@ -92,58 +94,87 @@ func (c *Client) Status() (*apitype.Status, error) {
 // profile the caller may use covers it.
 func (c *Client) Git(requestURL string) (*apitype.Credential, error) {
 	var cred apitype.Credential
-	return &cred, c.call("GET", apitype.PathPrefix+"git?url="+url.QueryEscape(requestURL), nil, &cred)
+	return &cred, c.call("GET", apitype.PathPrefix+"git?url="+queryEscape(requestURL), nil, func(d *jsonlite.Decoder) error { return decodeCredential(d, &cred) })
 }
 
 // GitErase tells the daemon that the server refused the token it gave for
 // requestURL, so that the next request gets a new one.
 func (c *Client) GitErase(requestURL string) error {
-	return c.call("DELETE", apitype.PathPrefix+"git?url="+url.QueryEscape(requestURL), nil, nil)
+	return c.call("DELETE", apitype.PathPrefix+"git?url="+queryEscape(requestURL), nil, nil)
 }
 
 // Docker returns the credential for a docker server, or an error matching
 // ErrNotFound.
 func (c *Client) Docker(server string) (*apitype.Credential, error) {
 	var cred apitype.Credential
-	return &cred, c.call("GET", apitype.PathPrefix+"docker?server="+url.QueryEscape(server), nil, &cred)
+	return &cred, c.call("GET", apitype.PathPrefix+"docker?server="+queryEscape(server), nil, func(d *jsonlite.Decoder) error { return decodeCredential(d, &cred) })
 }
 
 // DockerList returns the registries the caller may use.
 func (c *Client) DockerList() (apitype.DockerList, error) {
 	var list apitype.DockerList
-	return list, c.call("GET", apitype.PathPrefix+"docker/list", nil, &list)
+	err := c.call("GET", apitype.PathPrefix+"docker/list", nil, func(d *jsonlite.Decoder) error { return decodeDockerList(d, &list) })
+	return list, err
 }
 
 func tokenPath(profile, suffix string) string {
-	return apitype.PathPrefix + "token/" + url.PathEscape(profile) + suffix
+	return apitype.PathPrefix + "token/" + pathEscape(profile) + suffix
 }
 
-// call performs one request and decodes a 2xx JSON answer into out.
-func (c *Client) call(method, path string, body []byte, out any) error {
+// call performs one request and, for a 2xx answer, decodes its JSON body
+// with decode (if not nil); any other status is an *APIError.
+func (c *Client) call(method, path string, body []byte, decode func(d *jsonlite.Decoder) error) error {
 	status, header, respBody, err := c.roundTrip(method, path, body)
 	if err != nil {
 		return err
 	}
 	if v := header["tokd-api-version"]; v != apitype.Version {
 		if v == "" {
-			return fmt.Errorf("%s does not answer as tokd (no %s header)", c.Socket, apitype.VersionHeader)
+			return errors.New(c.Socket + " does not answer as tokd (no " + apitype.VersionHeader + " header)")
 		}
-		return fmt.Errorf("tokd speaks API version %s, this tokctl speaks %s: use the tokctl of the same release", v, apitype.Version)
+		return errors.New("tokd speaks API version " + v + ", this tokctl speaks " + apitype.Version + ": use the tokctl of the same release")
 	}
 	if status < 200 || status > 299 {
 		var e apitype.ErrorResponse
-		if json.Unmarshal(respBody, &e) != nil || e.Error == "" {
-			e.Error = fmt.Sprintf("tokd answered HTTP %d", status)
+		if jsonlite.Decode(respBody, func(d *jsonlite.Decoder) error { return decodeError(d, &e) }) != nil || e.Error == "" {
+			e.Error = "tokd answered HTTP " + strconv.Itoa(status)
 		}
 		return &APIError{StatusCode: status, Message: e.Error}
 	}
-	if out == nil {
+	if decode == nil {
 		return nil
 	}
-	if err := json.Unmarshal(respBody, out); err != nil {
-		return fmt.Errorf("reading tokd's answer: %w", err)
+	if err := jsonlite.Decode(respBody, decode); err != nil {
+		return wrap("reading tokd's answer", err)
 	}
 	return nil
+}
+
+// contextError is an error with its context, as fmt.Errorf("...: %w")
+// makes one (fmt is left out of tokctl, like encoding/json).
+type contextError struct {
+	msg string // the whole message
+	err error  // what errors.Is and errors.As look into
+}
+
+func (e *contextError) Error() string { return e.msg }
+func (e *contextError) Unwrap() error { return e.err }
+
+// wrap returns err with context before it: "context: err".
+func wrap(context string, err error) error {
+	return &contextError{msg: context + ": " + err.Error(), err: err}
+}
+
+// quoteShort quotes s cut to its first n runes, as fmt's %.Nq does.
+func quoteShort(s string, n int) string {
+	for i := range s {
+		if n == 0 {
+			s = s[:i]
+			break
+		}
+		n--
+	}
+	return strconv.Quote(s)
 }
 
 // roundTrip sends one HTTP/1.1 request with Connection: close and reads
@@ -156,24 +187,28 @@ func (c *Client) roundTrip(method, path string, body []byte) (int, map[string]st
 	}
 	defer syscall.Close(fd)
 
-	var req bytes.Buffer
-	fmt.Fprintf(&req, "%s %s HTTP/1.1\r\nHost: tokd\r\nUser-Agent: tokctl\r\n%s: %s\r\nConnection: close\r\n",
-		method, path, apitype.VersionHeader, apitype.Version)
+	req := make([]byte, 0, 192+len(path)+len(body))
+	req = append(req, method...)
+	req = append(req, ' ')
+	req = append(req, path...)
+	req = append(req, " HTTP/1.1\r\nHost: tokd\r\nUser-Agent: tokctl\r\n"+apitype.VersionHeader+": "+apitype.Version+"\r\nConnection: close\r\n"...)
 	if body != nil || method == "POST" {
-		fmt.Fprintf(&req, "Content-Type: application/json\r\nContent-Length: %d\r\n", len(body))
+		req = append(req, "Content-Type: application/json\r\nContent-Length: "...)
+		req = strconv.AppendInt(req, int64(len(body)), 10)
+		req = append(req, "\r\n"...)
 	}
-	req.WriteString("\r\n")
-	req.Write(body)
-	if err := writeAll(fd, req.Bytes()); err != nil {
-		return 0, nil, nil, fmt.Errorf("sending to tokd at %s: %w", c.Socket, err)
+	req = append(req, "\r\n"...)
+	req = append(req, body...)
+	if err := writeAll(fd, req); err != nil {
+		return 0, nil, nil, wrap("sending to tokd at "+c.Socket, err)
 	}
 	raw, err := readAll(fd, deadline)
 	if err != nil {
-		return 0, nil, nil, fmt.Errorf("reading from tokd at %s: %w", c.Socket, err)
+		return 0, nil, nil, wrap("reading from tokd at "+c.Socket, err)
 	}
 	status, header, respBody, err := parseResponse(raw)
 	if err != nil {
-		return 0, nil, nil, fmt.Errorf("tokd at %s: %w", c.Socket, err)
+		return 0, nil, nil, wrap("tokd at "+c.Socket, err)
 	}
 	return status, header, respBody, nil
 }
@@ -187,11 +222,11 @@ func (c *Client) timeout() time.Duration {
 
 func (c *Client) dial() (int, error) {
 	if c.Socket == "" {
-		return -1, fmt.Errorf("%w: no socket path", ErrUnreachable)
+		return -1, &contextError{msg: ErrUnreachable.Error() + ": no socket path", err: ErrUnreachable}
 	}
 	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return -1, fmt.Errorf("socket: %w", err)
+		return -1, wrap("socket", err)
 	}
 	tv := syscall.NsecToTimeval(c.timeout().Nanoseconds())
 	_ = syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_SNDTIMEO, &tv)
@@ -205,9 +240,9 @@ func (c *Client) dial() (int, error) {
 		syscall.Close(fd)
 		switch err {
 		case syscall.ENOENT, syscall.ECONNREFUSED, syscall.ENOTDIR:
-			return -1, fmt.Errorf("%w at %s: %v", ErrUnreachable, c.Socket, err)
+			return -1, &contextError{msg: ErrUnreachable.Error() + " at " + c.Socket + ": " + err.Error(), err: ErrUnreachable}
 		}
-		return -1, fmt.Errorf("connecting to tokd at %s: %w", c.Socket, err)
+		return -1, wrap("connecting to tokd at "+c.Socket, err)
 	}
 	return fd, nil
 }
@@ -263,7 +298,7 @@ func readAll(fd int, deadline time.Time) ([]byte, error) {
 		}
 		buf = buf[:len(buf)+n]
 		if len(buf) > maxResponse {
-			return nil, fmt.Errorf("answer larger than %d bytes", maxResponse)
+			return nil, errors.New("answer larger than " + strconv.Itoa(maxResponse) + " bytes")
 		}
 	}
 }
@@ -282,13 +317,13 @@ func parseResponse(raw []byte) (int, map[string]string, []byte, error) {
 	code, _, _ := strings.Cut(rest, " ")
 	status, err := strconv.Atoi(code)
 	if !strings.HasPrefix(proto, "HTTP/1.") || err != nil || status < 100 || status > 999 {
-		return 0, nil, nil, fmt.Errorf("not an HTTP answer: %.40q", lines[0])
+		return 0, nil, nil, errors.New("not an HTTP answer: " + quoteShort(lines[0], 40))
 	}
 	header := make(map[string]string, len(lines))
 	for _, l := range lines[1:] {
 		k, v, ok := strings.Cut(l, ":")
 		if !ok {
-			return 0, nil, nil, fmt.Errorf("malformed header line %.40q", l)
+			return 0, nil, nil, errors.New("malformed header line " + quoteShort(l, 40))
 		}
 		header[strings.ToLower(strings.TrimSpace(k))] = strings.TrimSpace(v)
 	}

@@ -1,8 +1,16 @@
 package client
 
 import (
+	"encoding/json"
+	"net/url"
+	"reflect"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/tokd/tokd/apitype"
+	"github.com/tokd/tokd/internal/jsonlite"
 )
 
 // FuzzParseResponse checks that parseResponse never panics on what a
@@ -62,6 +70,129 @@ func FuzzParseResponse(f *testing.F) {
 		}
 		if cap(body) != cap(raw)-off || (len(body) > 0 && &body[0] != &raw[off]) {
 			t.Fatalf("body %q is not the sub-slice of the input after its head", body)
+		}
+	})
+}
+
+// FuzzDecodeAnswers holds the decoders of tokd's answers to encoding/json:
+// for any input, each decodes the same value as json.Unmarshal into the
+// same apitype type, or both fail.
+func FuzzDecodeAnswers(f *testing.F) {
+	for _, seed := range []string{
+		`{"profile":"demo","access_token":"eyJ.a.b","token_type":"Bearer","expires_at":"2030-06-01T13:00:00.123456789Z"}`,
+		`{"profile":"demo","access_token":"eyJ.a.b","token_type":"Bearer","expires_at":"2030-06-01T13:00:00Z","username":"oauth2","server_url":"https://git.example.com/"}`,
+		`{"version":"1","profiles":[{"profile":"a","state":"valid","expires_at":"2030-06-01T13:00:00Z","last_refresh":"2030-06-01T12:00:00Z","next_refresh":"2030-06-01T12:40:00Z","refresh_token":true},` +
+			`{"profile":"b","state":"import-needed","last_error":"x","last_error_at":"2030-06-01T12:00:00+02:00","store_error":"read-only"}]}`,
+		`{"version":"1","profiles":[]}`,
+		`{"registry.example.com":"oauth2","docker.io":"u"}`,
+		`{"error":"no profile \"nope\""}`,
+		`{"PROFILE":"x","Access_Token":"\u0041","ſtate":"s","expires_at":null,"refresh_token":null,"profiles":null}`,
+		`{"profiles":[{"profile":"a"},{"profile":"b"}],"profiles":[{"state":"s"}],"profiles":[{},{}]}`,
+		`{"expires_at":"2030-06-01T13:00:00Z","expires_at":"2030-06-01T13:00:00.5+01:00"}`,
+		`null`, `[]`, `{"profile":1}`, `{"expires_at":"2030-13-01T00:00:00Z"}`, `{"refresh_token":"true"}`,
+		"{\"profile\":\"\xff\"}", `{"a":[{"b":[]}],"profile":"p"} `, `{`, ``,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		compareDecoders(t, in)
+	})
+}
+
+// compareDecoders decodes in with each answer decoder and with
+// json.Unmarshal and fails the test if they disagree.
+func compareDecoders(t *testing.T, in []byte) {
+	t.Helper()
+	check := func(name string, got, want any, err, wantErr error) {
+		t.Helper()
+		if (err == nil) != (wantErr == nil) {
+			t.Fatalf("%s of %q: error %v, encoding/json error %v", name, in, err, wantErr)
+		}
+		if err == nil && !reflect.DeepEqual(got, want) {
+			t.Fatalf("%s of %q:\n got %#v\nwant %#v (encoding/json)", name, in, got, want)
+		}
+	}
+	{
+		var got, want apitype.Token
+		err := jsonlite.Decode(in, func(d *jsonlite.Decoder) error { return decodeToken(d, &got) })
+		check("Token", got, want, err, json.Unmarshal(in, &want))
+	}
+	{
+		var got, want apitype.Credential
+		err := jsonlite.Decode(in, func(d *jsonlite.Decoder) error { return decodeCredential(d, &got) })
+		check("Credential", got, want, err, json.Unmarshal(in, &want))
+	}
+	{
+		var got, want apitype.Status
+		err := jsonlite.Decode(in, func(d *jsonlite.Decoder) error { return decodeStatus(d, &got) })
+		check("Status", got, want, err, json.Unmarshal(in, &want))
+	}
+	{
+		var got, want apitype.DockerList
+		err := jsonlite.Decode(in, func(d *jsonlite.Decoder) error { return decodeDockerList(d, &got) })
+		check("DockerList", got, want, err, json.Unmarshal(in, &want))
+	}
+	{
+		var got, want apitype.ErrorResponse
+		err := jsonlite.Decode(in, func(d *jsonlite.Decoder) error { return decodeError(d, &got) })
+		check("ErrorResponse", got, want, err, json.Unmarshal(in, &want))
+	}
+}
+
+// TestDecodersKnowEveryField fills every field of each answer type,
+// encodes it with encoding/json and decodes it with the client's decoder:
+// a field added to apitype and not to the decoder fails here.
+func TestDecodersKnowEveryField(t *testing.T) {
+	for _, v := range []any{&apitype.Token{}, &apitype.Credential{}, &apitype.Status{}, &apitype.ErrorResponse{}} {
+		fill(reflect.ValueOf(v).Elem(), 1)
+		in, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(in), `"profiles":[{`) && strings.Contains(string(in), `"profiles"`) {
+			t.Fatalf("fill left profiles empty: %s", in)
+		}
+		compareDecoders(t, in)
+	}
+}
+
+// fill sets every field of v to a value that is not its zero value.
+func fill(v reflect.Value, n int) {
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString("s" + strconv.Itoa(n))
+	case reflect.Bool:
+		v.SetBool(true)
+	case reflect.Pointer:
+		v.Set(reflect.New(v.Type().Elem()))
+		fill(v.Elem(), n)
+	case reflect.Slice:
+		v.Set(reflect.MakeSlice(v.Type(), 2, 2))
+		fill(v.Index(0), n+1)
+		fill(v.Index(1), n+2)
+	case reflect.Struct:
+		if v.Type() == reflect.TypeOf(time.Time{}) {
+			v.Set(reflect.ValueOf(time.Date(2030, 6, 1, 13, n, 0, n, time.UTC)))
+			return
+		}
+		for i := range v.NumField() {
+			fill(v.Field(i), n+i)
+		}
+	}
+}
+
+// FuzzEscape holds pathEscape and queryEscape to net/url's PathEscape and
+// QueryEscape.
+func FuzzEscape(f *testing.F) {
+	for _, s := range []string{"ci.bot", "a/b c", "https://git.example.com:8443/team/r.git?x=1&y=2#f", "$&+,/:;=?@~-_.", "é\x00\xff%"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := pathEscape(s), url.PathEscape(s); got != want {
+			t.Errorf("pathEscape(%q) = %q, url.PathEscape %q", s, got, want)
+		}
+		if got, want := queryEscape(s), url.QueryEscape(s); got != want {
+			t.Errorf("queryEscape(%q) = %q, url.QueryEscape %q", s, got, want)
 		}
 	})
 }
