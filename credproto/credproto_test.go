@@ -3,6 +3,7 @@ package credproto
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -224,6 +225,87 @@ func FuzzDockerRegistry(f *testing.F) {
 		got := DockerRegistry(in)
 		if strings.Contains(got, "/") || strings.Contains(got, "://") || got != strings.ToLower(got) {
 			t.Fatalf("DockerRegistry(%q) = %q", in, got)
+		}
+	})
+}
+
+// FuzzKubeAPIVersion holds KubeAPIVersion's reading of
+// KUBERNETES_EXEC_INFO to what json.Unmarshal reads.
+func FuzzKubeAPIVersion(f *testing.F) {
+	f.Add(`{"apiVersion":"client.authentication.k8s.io/v1beta1","kind":"ExecCredential","spec":{"interactive":false}}`)
+	f.Add(`{"APIVERSION":"client.authentication.k8s.io/v1","spec":{"cluster":{"config":null}}}`)
+	f.Add(`{"apiVersion":null}`)
+	f.Add(`{"apiVersion":1}`)
+	f.Add(`[]`)
+	f.Fuzz(func(t *testing.T, info string) {
+		got, err := KubeAPIVersion(info)
+		if info == "" {
+			return
+		}
+		var want struct {
+			APIVersion string `json:"apiVersion"`
+			Kind       string `json:"kind"`
+		}
+		if jerr := json.Unmarshal([]byte(info), &want); jerr != nil {
+			if err == nil {
+				t.Fatalf("KubeAPIVersion(%q) = %q, encoding/json: %v", info, got, jerr)
+			}
+			return
+		}
+		switch want.APIVersion {
+		case "", KubeV1:
+			if got != KubeV1 || err != nil {
+				t.Fatalf("KubeAPIVersion(%q) = %q, %v; want %s", info, got, err, KubeV1)
+			}
+		case KubeV1beta1:
+			if got != KubeV1beta1 || err != nil {
+				t.Fatalf("KubeAPIVersion(%q) = %q, %v; want %s", info, got, err, KubeV1beta1)
+			}
+		default:
+			if err == nil || !strings.Contains(err.Error(), strconv.Quote(want.APIVersion)) {
+				t.Fatalf("KubeAPIVersion(%q) = %q, %v; want an error naming %q", info, got, err, want.APIVersion)
+			}
+		}
+	})
+}
+
+// FuzzJSONOutput holds the JSON credproto writes to what json.Marshal
+// writes for the same values.
+func FuzzJSONOutput(f *testing.F) {
+	f.Add("client.authentication.k8s.io/v1", "eyJ.a.b", int64(1800000000), "https://r.example.com", "oauth2")
+	f.Add("<&>", "\"\\\x00\u2028\xff", int64(-62135596800), "", "é")
+	f.Fuzz(func(t *testing.T, apiVersion, token string, unix int64, server, user string) {
+		expiry := time.Unix(unix, 0)
+		if y := expiry.UTC().Year(); y < 0 || y > 9999 {
+			return // RFC 3339 has four-digit years
+		}
+		got, err := KubeExecCredential(apiVersion, token, expiry)
+		if err != nil {
+			t.Fatal(err)
+		}
+		type status struct {
+			Token               string `json:"token"`
+			ExpirationTimestamp string `json:"expirationTimestamp"`
+		}
+		want, err := json.Marshal(struct {
+			APIVersion string `json:"apiVersion"`
+			Kind       string `json:"kind"`
+			Status     status `json:"status"`
+		}{apiVersion, "ExecCredential", status{token, expiry.UTC().Format(time.RFC3339)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("KubeExecCredential:\n got %s\nwant %s", got, want)
+		}
+
+		dc := DockerCredential{ServerURL: server, Username: user, Secret: token}
+		want, err = json.Marshal(dc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := dc.AppendJSON(nil); !bytes.Equal(got, want) {
+			t.Errorf("DockerCredential.AppendJSON:\n got %s\nwant %s", got, want)
 		}
 	})
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"io"
 	"strings"
+
+	"github.com/tokd/tokd/internal/jsonlite"
 )
 
 // DockerNotFound is what docker expects from a helper that has no
@@ -19,6 +21,18 @@ type DockerCredential struct {
 	ServerURL string `json:"ServerURL"`
 	Username  string `json:"Username"`
 	Secret    string `json:"Secret"`
+}
+
+// AppendJSON appends c as json.Marshal writes it, the answer docker
+// reads from a helper's get.
+func (c DockerCredential) AppendJSON(dst []byte) []byte {
+	dst = append(dst, `{"ServerURL":`...)
+	dst = jsonlite.AppendString(dst, c.ServerURL)
+	dst = append(dst, `,"Username":`...)
+	dst = jsonlite.AppendString(dst, c.Username)
+	dst = append(dst, `,"Secret":`...)
+	dst = jsonlite.AppendString(dst, c.Secret)
+	return append(dst, '}')
 }
 
 // ReadDockerServer reads the server URL docker writes to a helper's stdin.

@@ -2,13 +2,14 @@
 // that call tokctl: git's credential helpers (git-credential(1)),
 // kubectl's exec credential plugins (client.authentication.k8s.io), and
 // docker's credential helpers (docker-credential-helpers). It links only
-// the standard library's basics, since it runs in tokctl on every call.
+// the standard library's basics, since it runs in tokctl on every call:
+// not fmt, and not encoding/json (its JSON is internal/jsonlite's,
+// compared with encoding/json's by FuzzKubeAPIVersion and FuzzJSONOutput).
 package credproto
 
 import (
 	"bufio"
 	"errors"
-	"fmt"
 	"io"
 	"strconv"
 	"strings"
@@ -49,14 +50,14 @@ func ParseGitRequest(r io.Reader) (*GitRequest, error) {
 			break
 		}
 		if n >= maxGitLines {
-			return nil, fmt.Errorf("credential request longer than %d lines", maxGitLines)
+			return nil, errors.New("credential request longer than " + strconv.Itoa(maxGitLines) + " lines")
 		}
 		if strings.IndexByte(line, 0) >= 0 {
 			return nil, errors.New("credential request holds a NUL byte")
 		}
 		key, value, ok := strings.Cut(line, "=")
 		if !ok {
-			return nil, fmt.Errorf("credential line without '=': %.40q", line)
+			return nil, errors.New("credential line without '=': " + quoteShort(line, 40))
 		}
 		switch key {
 		case "protocol":
@@ -83,18 +84,37 @@ func ParseGitRequest(r io.Reader) (*GitRequest, error) {
 	}
 	if err := sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {
-			return nil, fmt.Errorf("credential line longer than %d bytes", MaxGitLine)
+			return nil, errors.New("credential line longer than " + strconv.Itoa(MaxGitLine) + " bytes")
 		}
-		return nil, fmt.Errorf("reading the credential request: %w", err)
+		return nil, &readError{err}
 	}
 	return req, nil
+}
+
+// readError is a failure to read the request, wrapping the reader's error.
+type readError struct{ err error }
+
+func (e *readError) Error() string { return "reading the credential request: " + e.err.Error() }
+func (e *readError) Unwrap() error { return e.err }
+
+// quoteShort quotes s cut to its first n runes, as fmt's %.Nq does (fmt
+// is left out of tokctl, which links this package).
+func quoteShort(s string, n int) string {
+	for i := range s {
+		if n == 0 {
+			s = s[:i]
+			break
+		}
+		n--
+	}
+	return strconv.Quote(s)
 }
 
 // setURL splits a url attribute as git does: protocol, host, path.
 func (r *GitRequest) setURL(u string) error {
 	proto, rest, ok := strings.Cut(u, "://")
 	if !ok || proto == "" {
-		return fmt.Errorf("credential url without a scheme: %.60q", u)
+		return errors.New("credential url without a scheme: " + quoteShort(u, 60))
 	}
 	host, path, _ := strings.Cut(rest, "/")
 	if at := strings.LastIndexByte(host, '@'); at >= 0 {

@@ -1,9 +1,11 @@
 package credproto
 
 import (
-	"encoding/json"
-	"fmt"
+	"errors"
+	"strconv"
 	"time"
+
+	"github.com/tokd/tokd/internal/jsonlite"
 )
 
 // Exec credential API versions (client.authentication.k8s.io).
@@ -18,43 +20,45 @@ func KubeAPIVersion(execInfo string) (string, error) {
 	if execInfo == "" {
 		return KubeV1, nil
 	}
-	var info struct {
-		APIVersion string `json:"apiVersion"`
-		Kind       string `json:"kind"`
+	// Read as json.Unmarshal would read it into a struct with the string
+	// fields apiVersion and kind (FuzzKubeAPIVersion compares them).
+	var apiVersion, kind string
+	err := jsonlite.Decode([]byte(execInfo), func(d *jsonlite.Decoder) error {
+		return d.Object("ExecCredential", func(key string) error {
+			switch jsonlite.Fold(key) {
+			case "APIVERSION":
+				return d.String(&apiVersion)
+			case "KIND":
+				return d.String(&kind)
+			}
+			return d.Skip()
+		})
+	})
+	if err != nil {
+		return "", errors.New("KUBERNETES_EXEC_INFO is not JSON: " + err.Error())
 	}
-	if err := json.Unmarshal([]byte(execInfo), &info); err != nil {
-		return "", fmt.Errorf("KUBERNETES_EXEC_INFO is not JSON: %w", err)
-	}
-	switch info.APIVersion {
+	switch apiVersion {
 	case KubeV1, KubeV1beta1:
-		return info.APIVersion, nil
+		return apiVersion, nil
 	case "":
 		return KubeV1, nil
 	}
-	return "", fmt.Errorf("KUBERNETES_EXEC_INFO asks for apiVersion %q; tokctl speaks %s and %s", info.APIVersion, KubeV1, KubeV1beta1)
+	return "", errors.New("KUBERNETES_EXEC_INFO asks for apiVersion " + strconv.Quote(apiVersion) + "; tokctl speaks " + KubeV1 + " and " + KubeV1beta1)
 }
 
-// execCredential is the ExecCredential kubectl reads on stdout.
-type execCredential struct {
-	APIVersion string           `json:"apiVersion"`
-	Kind       string           `json:"kind"`
-	Status     execCredentialSt `json:"status"`
-}
-
-type execCredentialSt struct {
-	Token               string `json:"token"`
-	ExpirationTimestamp string `json:"expirationTimestamp"`
-}
-
-// KubeExecCredential returns the ExecCredential JSON for a token. The
-// expirationTimestamp is what client-go caches the token until.
+// KubeExecCredential returns the ExecCredential JSON for a token, as
+// json.Marshal writes it:
+//
+//	{"apiVersion":…,"kind":"ExecCredential","status":{"token":…,"expirationTimestamp":…}}
+//
+// The expirationTimestamp is what client-go caches the token until.
 func KubeExecCredential(apiVersion, token string, expiry time.Time) ([]byte, error) {
-	return json.Marshal(execCredential{
-		APIVersion: apiVersion,
-		Kind:       "ExecCredential",
-		Status: execCredentialSt{
-			Token:               token,
-			ExpirationTimestamp: expiry.UTC().Format(time.RFC3339),
-		},
-	})
+	b := make([]byte, 0, 128+len(token))
+	b = append(b, `{"apiVersion":`...)
+	b = jsonlite.AppendString(b, apiVersion)
+	b = append(b, `,"kind":"ExecCredential","status":{"token":`...)
+	b = jsonlite.AppendString(b, token)
+	b = append(b, `,"expirationTimestamp":`...)
+	b = jsonlite.AppendString(b, expiry.UTC().Format(time.RFC3339))
+	return append(b, "}}"...), nil
 }
