@@ -31,6 +31,10 @@ func TestDeps(t *testing.T) {
 		{pkg: "./tokctl", forbidden: append([]string{
 			// tokctl is one blocking round trip over a Unix socket.
 			"net", "net/http", "crypto/tls", "crypto/x509",
+			// Each of these costs every tokctl process start-up time and
+			// page faults, used or not (docs/BENCHMARKS.md, section 1);
+			// tokctl has small replacements, tested against them.
+			"encoding/json", "fmt", "flag", "net/url", "os/exec", "reflect",
 			"go.etcd.io/bbolt", "github.com/prometheus/", "github.com/BurntSushi/toml",
 			"github.com/golang-jwt/", "log/slog",
 			"github.com/tokd/tokd/config", "github.com/tokd/tokd/daemon",

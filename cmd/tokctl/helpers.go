@@ -1,13 +1,13 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
-	"flag"
-	"fmt"
 	"io"
+	"io/fs"
 	"os"
-	"os/exec"
+	"path"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -33,7 +33,7 @@ func cmdGitCredential(c *client.Client, args []string, stdin io.Reader, stdout, 
 	}
 	req, err := credproto.ParseGitRequest(stdin)
 	if err != nil {
-		return fmt.Errorf("git-credential: %w", err)
+		return wrap("git-credential", err)
 	}
 	if req.Protocol == "" || req.Host == "" {
 		return errors.New("git-credential: the request names no protocol and host")
@@ -48,7 +48,7 @@ func cmdGitCredential(c *client.Client, args []string, stdin io.Reader, stdout, 
 		return nil // not ours: git asks the next helper
 	case errors.As(err, &apiErr) && apiErr.StatusCode == 409:
 		// Several profiles cover the host and git sent no path.
-		fmt.Fprintf(stderr, "tokctl: %s\nhint: git config --global credential.useHttpPath true\n", apiErr.Message)
+		io.WriteString(stderr, "tokctl: "+apiErr.Message+"\nhint: git config --global credential.useHttpPath true\n")
 		return nil
 	case err != nil:
 		return err
@@ -85,7 +85,7 @@ const kubeExpiryMargin = 30 * time.Second
 
 // cmdKubectlCredential is kubectl's exec credential plugin.
 func cmdKubectlCredential(c *client.Client, args []string, stdout io.Writer) error {
-	pos, err := parse(flag.NewFlagSet("kubectl-credential", flag.ContinueOnError), args, "PROFILE")
+	pos, err := parse(newFlagSet("kubectl-credential"), args, "PROFILE")
 	if err != nil {
 		return err
 	}
@@ -120,31 +120,32 @@ func cmdDockerCredential(c *client.Client, args []string, stdin io.Reader, stdou
 		cred, err := c.Docker(server)
 		if errors.Is(err, client.ErrNotFound) {
 			// docker-credential-helpers' client matches this text.
-			fmt.Fprintln(stdout, credproto.DockerNotFound)
+			io.WriteString(stdout, credproto.DockerNotFound+"\n")
 			return errSilent
 		}
 		if err != nil {
 			return err
 		}
-		return json.NewEncoder(stdout).Encode(credproto.DockerCredential{
-			ServerURL: server, Username: cred.Username, Secret: cred.AccessToken,
-		})
+		dc := credproto.DockerCredential{ServerURL: server, Username: cred.Username, Secret: cred.AccessToken}
+		_, err = stdout.Write(append(dc.AppendJSON(nil), '\n'))
+		return err
 	case "list":
 		list, err := c.DockerList()
 		if err != nil {
 			return err
 		}
-		return json.NewEncoder(stdout).Encode(list)
+		_, err = stdout.Write(append(appendDockerListJSON(nil, list), '\n'))
+		return err
 	case "store", "erase":
 		// tokd owns these credentials: docker login and logout change
 		// nothing, so that one user's logout cannot take others' tokens.
 		_, err := io.Copy(io.Discard, io.LimitReader(stdin, 1<<20))
 		return err
 	case "version":
-		_, err := fmt.Fprintln(stdout, "docker-credential-tokd (tokctl)")
+		_, err := io.WriteString(stdout, "docker-credential-tokd (tokctl)\n")
 		return err
 	}
-	return usagef("docker-credential: unknown action %q", args[0])
+	return usagef("docker-credential: unknown action " + strconv.Quote(args[0]))
 }
 
 // defaultTokenEnv is the variable tokctl exec sets when --env is not given.
@@ -153,11 +154,10 @@ const defaultTokenEnv = "TOKD_ACCESS_TOKEN"
 // cmdExec runs a command with the profile's token in its environment,
 // replacing tokctl so that the command's exit status is tokctl's.
 func cmdExec(c *client.Client, args []string) error {
-	fs := flag.NewFlagSet("exec", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	envName := fs.String("env", defaultTokenEnv, "environment variable for the token")
+	fs := newFlagSet("exec")
+	envName := fs.String("env", defaultTokenEnv) // environment variable for the token
 	if err := fs.Parse(args); err != nil {
-		return usagef("exec: %v", err)
+		return usagef("exec: " + err.Error())
 	}
 	rest := fs.Args()
 	if len(rest) > 1 && rest[1] == "--" {
@@ -170,7 +170,7 @@ func cmdExec(c *client.Client, args []string) error {
 	if *envName == "" {
 		return usagef("exec: --env needs a variable name")
 	}
-	path, err := exec.LookPath(command[0])
+	path, err := lookPath(command[0])
 	if err != nil {
 		return err
 	}
@@ -180,4 +180,72 @@ func cmdExec(c *client.Client, args []string) error {
 	}
 	env := append(os.Environ(), *envName+"="+tok.AccessToken)
 	return syscall.Exec(path, command, env)
+}
+
+// lookPath finds an executable as os/exec's LookPath does on Unix (os/exec
+// is left out of tokctl for what its initialisation costs): a name with a
+// slash as it is, anything else in $PATH, where an empty entry means the
+// current directory, and a match relative to it is refused.
+func lookPath(file string) (string, error) {
+	execError := func(err error) error {
+		return &contextError{msg: "exec: " + strconv.Quote(file) + ": " + err.Error(), err: err}
+	}
+	switch file {
+	case "", ".", "..":
+		return "", execError(errNotFound)
+	}
+	if strings.Contains(file, "/") {
+		if err := findExecutable(file); err != nil {
+			return "", execError(err)
+		}
+		return file, nil
+	}
+	var dirs []string
+	if env := os.Getenv("PATH"); env != "" {
+		dirs = strings.Split(env, ":")
+	}
+	for _, dir := range dirs {
+		if dir == "" {
+			dir = "."
+		}
+		p := path.Join(dir, file)
+		if findExecutable(p) == nil {
+			if !path.IsAbs(p) {
+				return p, execError(errDot)
+			}
+			return p, nil
+		}
+	}
+	return "", execError(errNotFound)
+}
+
+var (
+	errNotFound = errors.New("executable file not found in $PATH")
+	errDot      = errors.New("cannot run executable found relative to current directory")
+)
+
+// findExecutable reports why file is not an executable file for this
+// process, as os/exec's does.
+func findExecutable(file string) error {
+	d, err := os.Stat(file)
+	if err != nil {
+		return err
+	}
+	m := d.Mode()
+	if m.IsDir() {
+		return syscall.EISDIR
+	}
+	const (
+		atFDCWD   = -0x64 // AT_FDCWD: relative to the current directory
+		atEAccess = 0x200 // AT_EACCESS: with the effective user and group
+		xOK       = 1     // X_OK
+	)
+	err = syscall.Faccessat(atFDCWD, file, xOK, atEAccess)
+	if err == nil || (err != syscall.ENOSYS && err != syscall.EPERM) {
+		return err
+	}
+	if m&0o111 != 0 {
+		return nil
+	}
+	return fs.ErrPermission
 }

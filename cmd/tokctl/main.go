@@ -3,16 +3,21 @@
 //
 // Exit codes: 0 ok, 1 failure (message on stderr), 2 usage, 3 daemon
 // unreachable.
+//
+// tokctl starts on every git, kubectl and docker call, so what it links
+// is part of its cost: every linked package's initialisation and the
+// page faults of a larger binary are paid by every process, whatever
+// command it runs (docs/BENCHMARKS.md, section 1). It therefore links
+// neither encoding/json, fmt, flag, net/url nor os/exec; their small
+// replacements (internal/jsonlite, flags.go, output.go) are tested
+// against the originals. cmd/deps_test.go keeps it that way.
 package main
 
 import (
-	"encoding/json"
 	"errors"
-	"flag"
-	"fmt"
 	"io"
 	"os"
-	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,7 +35,7 @@ const (
 
 func main() {
 	args := os.Args[1:]
-	if filepath.Base(os.Args[0]) == "docker-credential-tokd" {
+	if base(os.Args[0]) == "docker-credential-tokd" {
 		// docker runs its helpers by this name: docker-credential-tokd get.
 		args = append([]string{"docker-credential"}, args...)
 	}
@@ -42,7 +47,27 @@ type usageError struct{ msg string }
 
 func (e *usageError) Error() string { return e.msg }
 
-func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+func usagef(msg string) error { return &usageError{msg} }
+
+// base returns the last element of a slash-separated path.
+func base(path string) string {
+	path = strings.TrimRight(path, "/")
+	return path[strings.LastIndexByte(path, '/')+1:]
+}
+
+// contextError is an error with its context, as fmt.Errorf("...: %w")
+// makes one.
+type contextError struct {
+	msg string // the whole message
+	err error  // what errors.Is and errors.As look into
+}
+
+func (e *contextError) Error() string { return e.msg }
+func (e *contextError) Unwrap() error { return e.err }
+
+func wrap(context string, err error) error {
+	return &contextError{msg: context + ": " + err.Error(), err: err}
+}
 
 // errSilent is a failure already reported on stderr.
 var errSilent = errors.New("")
@@ -56,18 +81,18 @@ func exitCode(err error, stderr io.Writer) int {
 	var ue *usageError
 	switch {
 	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "tokctl: %s\n%s", ue.msg, usage)
+		io.WriteString(stderr, "tokctl: "+ue.msg+"\n"+usage)
 		return exitUsage
 	case errors.Is(err, errSilent):
 		return exitFailure
 	case errors.Is(err, client.ErrUnreachable):
-		fmt.Fprintf(stderr, "tokctl: %v\nhint: start it with `systemctl start tokd` (or `systemctl --user start tokd`),\nhint: or run `tokd --config FILE`; set --socket or TOKD_SOCKET if it listens elsewhere\n", err)
+		io.WriteString(stderr, "tokctl: "+err.Error()+"\nhint: start it with `systemctl start tokd` (or `systemctl --user start tokd`),\nhint: or run `tokd --config FILE`; set --socket or TOKD_SOCKET if it listens elsewhere\n")
 		return exitUnreachable
 	case errors.Is(err, client.ErrForbidden):
-		fmt.Fprintf(stderr, "tokctl: %v\nhint: the profile's allowed_uids/allowed_gids decide who may read its token\n", err)
+		io.WriteString(stderr, "tokctl: "+err.Error()+"\nhint: the profile's allowed_uids/allowed_gids decide who may read its token\n")
 		return exitFailure
 	}
-	fmt.Fprintf(stderr, "tokctl: %v\n", err)
+	io.WriteString(stderr, "tokctl: "+err.Error()+"\n")
 	return exitFailure
 }
 
@@ -93,15 +118,14 @@ root and $XDG_RUNTIME_DIR/tokd/tokd.sock for everyone else.
 `
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	global := flag.NewFlagSet("tokctl", flag.ContinueOnError)
-	global.SetOutput(io.Discard)
-	socket := global.String("socket", "", "path of tokd's socket")
+	global := newFlagSet("tokctl")
+	socket := global.String("socket", "") // path of tokd's socket
 	if err := global.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, usage)
-			return nil
+		if errors.Is(err, errHelp) {
+			_, err := io.WriteString(stdout, usage)
+			return err
 		}
-		return usagef("%v", err)
+		return usagef(err.Error())
 	}
 	args = global.Args()
 	if len(args) == 0 {
@@ -129,10 +153,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	case "exec":
 		return cmdExec(c, args)
 	case "help":
-		fmt.Fprint(stdout, usage)
-		return nil
+		_, err := io.WriteString(stdout, usage)
+		return err
 	}
-	return usagef("unknown command %q", cmd)
+	return usagef("unknown command " + strconv.Quote(cmd))
 }
 
 func socketPath(flagValue string) string {
@@ -147,12 +171,11 @@ func socketPath(flagValue string) string {
 
 // parse parses a subcommand's flags, allowing them before or after its
 // positional arguments, and checks the number of positional arguments.
-func parse(fs *flag.FlagSet, args []string, names ...string) ([]string, error) {
-	fs.SetOutput(io.Discard)
+func parse(fs *flagSet, args []string, names ...string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return nil, usagef("%s: %v", fs.Name(), err)
+			return nil, usagef(fs.name + ": " + err.Error())
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -163,17 +186,17 @@ func parse(fs *flag.FlagSet, args []string, names ...string) ([]string, error) {
 	}
 	if len(pos) != len(names) {
 		if len(names) == 0 {
-			return nil, usagef("%s takes no arguments", fs.Name())
+			return nil, usagef(fs.name + " takes no arguments")
 		}
-		return nil, usagef("%s takes %s", fs.Name(), strings.Join(names, " "))
+		return nil, usagef(fs.name + " takes " + strings.Join(names, " "))
 	}
 	return pos, nil
 }
 
 func cmdGet(c *client.Client, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("get", flag.ContinueOnError)
-	asJSON := fs.Bool("json", false, "print profile, access_token, token_type, expires_at as JSON")
-	header := fs.Bool("header", false, "print an Authorization header line")
+	fs := newFlagSet("get")
+	asJSON := fs.Bool("json")   // print profile, access_token, token_type, expires_at as JSON
+	header := fs.Bool("header") // print an Authorization header line
 	pos, err := parse(fs, args, "PROFILE")
 	if err != nil {
 		return err
@@ -193,24 +216,21 @@ func printToken(w io.Writer, tok *apitype.Token, asJSON, header bool) error {
 	switch {
 	case asJSON:
 		tok.ExpiresAt = tok.ExpiresAt.UTC()
-		err = writeJSON(w, tok)
+		var b []byte
+		if b, err = appendTokenJSON(make([]byte, 0, 128+len(tok.AccessToken)), tok); err == nil {
+			err = writeIndented(w, b)
+		}
 	case header:
-		_, err = fmt.Fprintf(w, "Authorization: %s %s\n", tok.TokenType, tok.AccessToken)
+		_, err = io.WriteString(w, "Authorization: "+tok.TokenType+" "+tok.AccessToken+"\n")
 	default:
-		_, err = fmt.Fprintln(w, tok.AccessToken)
+		_, err = io.WriteString(w, tok.AccessToken+"\n")
 	}
 	return err
 }
 
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
 func cmdStatus(c *client.Client, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	asJSON := fs.Bool("json", false, "print the status as JSON")
+	fs := newFlagSet("status")
+	asJSON := fs.Bool("json") // print the status as JSON
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -219,13 +239,22 @@ func cmdStatus(c *client.Client, args []string, stdout io.Writer) error {
 		return err
 	}
 	if *asJSON {
-		return writeJSON(stdout, st)
+		b, err := appendStatusJSON(nil, st)
+		if err != nil {
+			return err
+		}
+		return writeIndented(stdout, b)
 	}
 	if len(st.Profiles) == 0 {
-		_, err := fmt.Fprintln(stdout, "no profiles you may see")
+		_, err := io.WriteString(stdout, "no profiles you may see\n")
 		return err
 	}
-	fmt.Fprintf(stdout, "%-20s %-10s %-20s %-20s %-20s %s\n", "PROFILE", "STATE", "EXPIRES", "LAST REFRESH", "NEXT REFRESH", "LAST ERROR")
+	var b strings.Builder
+	row := func(profile, state, expires, last, next, lastErr string) {
+		b.WriteString(pad(profile, 20) + " " + pad(state, 10) + " " + pad(expires, 20) + " " +
+			pad(last, 20) + " " + pad(next, 20) + " " + lastErr + "\n")
+	}
+	row("PROFILE", "STATE", "EXPIRES", "LAST REFRESH", "NEXT REFRESH", "LAST ERROR")
 	for _, p := range st.Profiles {
 		lastErr := p.LastError
 		if lastErr != "" && p.LastErrorAt != nil {
@@ -234,10 +263,10 @@ func cmdStatus(c *client.Client, args []string, stdout io.Writer) error {
 		if p.StoreError != "" {
 			lastErr = strings.TrimSpace(lastErr + " (not saved: " + p.StoreError + ")")
 		}
-		fmt.Fprintf(stdout, "%-20s %-10s %-20s %-20s %-20s %s\n", p.Profile, p.State,
-			stamp(p.ExpiresAt), stamp(p.LastRefresh), stamp(p.NextRefresh), lastErr)
+		row(p.Profile, p.State, stamp(p.ExpiresAt), stamp(p.LastRefresh), stamp(p.NextRefresh), lastErr)
 	}
-	return nil
+	_, err = io.WriteString(stdout, b.String())
+	return err
 }
 
 func stamp(t *time.Time) string {
@@ -248,7 +277,7 @@ func stamp(t *time.Time) string {
 }
 
 func cmdRefresh(c *client.Client, args []string, stdout io.Writer) error {
-	pos, err := parse(flag.NewFlagSet("refresh", flag.ContinueOnError), args, "PROFILE")
+	pos, err := parse(newFlagSet("refresh"), args, "PROFILE")
 	if err != nil {
 		return err
 	}
@@ -256,12 +285,12 @@ func cmdRefresh(c *client.Client, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(stdout, "%s: refreshed, expires %s\n", tok.Profile, tok.ExpiresAt.UTC().Format(time.RFC3339))
+	_, err = io.WriteString(stdout, tok.Profile+": refreshed, expires "+tok.ExpiresAt.UTC().Format(time.RFC3339)+"\n")
 	return err
 }
 
 func cmdForget(c *client.Client, args []string) error {
-	pos, err := parse(flag.NewFlagSet("forget", flag.ContinueOnError), args, "PROFILE")
+	pos, err := parse(newFlagSet("forget"), args, "PROFILE")
 	if err != nil {
 		return err
 	}
@@ -269,7 +298,7 @@ func cmdForget(c *client.Client, args []string) error {
 }
 
 func cmdImport(c *client.Client, args []string, stdout io.Writer) error {
-	pos, err := parse(flag.NewFlagSet("import", flag.ContinueOnError), args, "PROFILE", "FILE")
+	pos, err := parse(newFlagSet("import"), args, "PROFILE", "FILE")
 	if err != nil {
 		return err
 	}
@@ -281,7 +310,7 @@ func cmdImport(c *client.Client, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(stdout, "%s: imported, expires %s\n", tok.Profile, tok.ExpiresAt.UTC().Format(time.RFC3339))
+	_, err = io.WriteString(stdout, tok.Profile+": imported, expires "+tok.ExpiresAt.UTC().Format(time.RFC3339)+"\n")
 	return err
 }
 
@@ -293,10 +322,10 @@ func readBounded(path string, limit int64) ([]byte, error) {
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
+		return nil, wrap("reading "+path, err)
 	}
 	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("%s is larger than %d bytes: not a token file", path, limit)
+		return nil, errors.New(path + " is larger than " + strconv.FormatInt(limit, 10) + " bytes: not a token file")
 	}
 	return data, nil
 }
