@@ -6,9 +6,11 @@
 #     hardware counters) and valgrind's instruction counts (callgrind), with
 #     tokctl's instructions summed per Go package.
 #  2. tokd under the throughput benchmark at 64 clients, keep-alive and
-#     one connection per request: a pprof CPU profile of tokd alone.
+#     one connection per request from the lean load generator (the raw
+#     modes, which leave the cores to tokd): a pprof CPU profile of tokd
+#     alone.
 #  3. tokd's system calls per token (strace -c on the daemon while one
-#     client asks in a loop).
+#     client asks in a loop), in each of the benchmark's four modes.
 #
 # Needs linux-perf, valgrind and strace (Debian packages); a missing tool's
 # part is skipped with a message. About a minute and a half.
@@ -29,8 +31,12 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 bin=$work/bin
-echo "building (go build -trimpath, CGO_ENABLED=0) ..." >&2
-CGO_ENABLED=0 timeout 300 go build -trimpath -o "$bin/" ./cmd/tokd ./cmd/tokctl ./bench/trivial ./bench/minclient ./bench/throughput
+# Symbols are kept (no -ldflags='-s -w' as in the Makefile's release
+# build) so that callgrind can name functions; stripping changes neither
+# the page faults nor the instruction counts of tokctl (measured).
+echo "building (CGO_ENABLED=0 go build -trimpath) ..." >&2
+CGO_ENABLED=0 timeout 300 go build -trimpath -o "$bin/" \
+	./cmd/tokd ./cmd/tokctl ./bench/trivial ./bench/hello ./bench/minclient ./bench/throughput
 
 sock=$work/s/tokd.sock
 mkdir -m 700 "$work/s"
@@ -45,8 +51,9 @@ export TOKD_SOCKET=$sock
 "$bin/tokctl" get demo >/dev/null
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs"
 
-names=("trivial Go binary" "minimal Go client of tokd" "tokctl get demo")
-cmds=("$bin/trivial" "$bin/minclient demo" "$bin/tokctl get demo")
+names=("Go hello without fmt" "trivial Go binary" "minimal Go client of tokd" "tokctl get demo")
+cmds=("$bin/hello" "$bin/trivial" "$bin/minclient demo" "$bin/tokctl get demo")
+last=$((${#cmds[@]} - 1)) # tokctl, whose instructions are summed by package
 
 echo
 echo "== 1a. perf stat, $RUNS runs each (software counters; means)"
@@ -88,7 +95,7 @@ if command -v valgrind >/dev/null; then
 	done
 	echo
 	echo "tokctl get demo, instructions by Go package (self cost):"
-	callgrind_annotate --threshold=100 "$work/cg.2" 2>/dev/null | awk '
+	callgrind_annotate --threshold=100 "$work/cg.$last" 2>/dev/null | awk '
 		/^ *[0-9,]+ +\(/ && /:/ {
 			ir = $1; gsub(",", "", ir)
 			fn = $0; sub(/^[^:]*:/, "", fn); sub(/ \[.*$/, "", fn)
@@ -107,8 +114,8 @@ fi
 
 echo
 echo "== 2. pprof of tokd serving 64 clients (tokd in its own process; 5 s each)"
-for mode in keepalive newconn; do
-	"$bin/throughput" -modes "$mode" -clients 64 -duration 5s -cpuprofile "$work/$mode.pprof" | sed -n '3,4p'
+for mode in keepalive-raw newconn-raw; do
+	"$bin/throughput" -modes "$mode" -clients 64 -duration 5s -floor 0 -cpuprofile "$work/$mode.pprof" | sed -n '3,4p'
 	echo "-- $mode: top functions by cumulative CPU"
 	go tool pprof -top -cum -nodecount=28 "$bin/throughput" "$work/$mode.pprof" 2>/dev/null | sed -n '4,34p'
 	echo "-- $mode: top functions by own CPU"
@@ -118,11 +125,11 @@ done
 
 echo "== 3. tokd's system calls per token (strace -c -f on tokd --dev, one client, 3 s)"
 if command -v strace >/dev/null; then
-	for mode in keepalive newconn; do
+	for mode in keepalive keepalive-raw newconn newconn-raw; do
 		strace -c -f -q -p "$tokd_pid" -o "$work/strace.$mode" &
 		strace_pid=$!
 		sleep 0.5
-		tokens=$("$bin/throughput" -socket "$sock" -modes "$mode" -clients 1 -duration 3s -warmup 1ms |
+		tokens=$("$bin/throughput" -socket "$sock" -modes "$mode" -clients 1 -duration 3s -warmup 1ms -floor 0 |
 			awk '$1 == "'"$mode"'" && $2 == 1 { print $3 }')
 		kill -INT "$strace_pid"
 		wait "$strace_pid" 2>/dev/null || true

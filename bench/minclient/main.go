@@ -5,7 +5,8 @@
 // next to nothing (no version header, no status, no deadline), so it is
 // not a client to ship: it is the floor of any Go client's whole-process
 // cost, runtime start plus one round trip, against which tokctl's own
-// weight (flag, fmt, encoding/json, os/exec, its checks) shows.
+// weight (its checks, flag parsing, HTTP and JSON reading, and the larger
+// binary they make) shows.
 //
 //	TOKD_SOCKET=/run/tokd/tokd.sock minclient PROFILE
 package main
