@@ -1,9 +1,21 @@
 // Command throughput measures tokd's socket API under concurrent load: 1,
 // 8 and 64 clients (by default) each asking for the cached demo token in
-// a loop, with connections kept alive (net/http over the Unix socket) and
-// with a new connection per request (tokd's client package, tokctl's own
-// code, which sends Connection: close). It prints tokens/s, the latency
-// percentiles and the CPU spent per token by tokd and by the clients.
+// a loop, in four modes:
+//
+//   - keepalive: net/http's client over the Unix socket, reusing its
+//     connections: what a Go program using net/http sees;
+//   - keepalive-raw: a lean load generator like wrk: one raw connection
+//     per client, a pre-built request, the answer's status line and
+//     Content-Length parsed and its body checked to hold the token, all
+//     connections driven by one epoll loop (-loops), so that tokd's
+//     throughput is not capped by an expensive client on the same cores;
+//   - newconn: tokd's client package (tokctl's own code: a blocking
+//     syscall socket per request, Connection: close);
+//   - newconn-raw: the same exchange as newconn from an epoll loop, a new
+//     connection per request with nothing else around it.
+//
+// It prints tokens/s, the latency percentiles and the CPU spent per token
+// by tokd and by the clients.
 //
 //	go run ./bench/throughput                      # tokd in a child process
 //	go run ./bench/throughput -cpuprofile tokd.pprof -modes newconn -clients 64
@@ -120,9 +132,12 @@ func serve() error {
 	})
 }
 
+// The modes, in the order of the table.
+var modes = []string{"keepalive", "keepalive-raw", "newconn", "newconn-raw"}
+
 // scenario is one load pattern.
 type scenario struct {
-	mode    string // "keepalive" or "newconn"
+	mode    string // one of modes
 	clients int
 }
 
@@ -142,7 +157,9 @@ func run() error {
 	socket := flag.String("socket", "", "measure the tokd serving this socket instead of starting one")
 	profile := flag.String("profile", "demo", "the profile whose token to ask for")
 	clientsFlag := flag.String("clients", "1,8,64", "numbers of concurrent clients")
-	modesFlag := flag.String("modes", "keepalive,newconn", "keepalive (net/http, reused connections), newconn (tokd's client, one connection per request)")
+	modesFlag := flag.String("modes", strings.Join(modes, ","), "keepalive (net/http, reused connections), keepalive-raw (raw connections from an epoll loop), newconn (tokd's client, one connection per request), newconn-raw (a raw connection per request from an epoll loop)")
+	loops := flag.Int("loops", 1, "epoll loops (threads) of the raw modes; the clients are spread over them")
+	floorRuns := flag.Int("floor", 100000, "exchanges to measure the kernel's floor with after the table; 0 skips it")
 	duration := flag.Duration("duration", 5*time.Second, "measured time per scenario")
 	warmup := flag.Duration("warmup", time.Second, "unmeasured time before each scenario")
 	cpuprofile := flag.String("cpuprofile", "", "write tokd's CPU profile over all scenarios here (only when this program starts tokd)")
@@ -150,7 +167,7 @@ func run() error {
 
 	var scenarios []scenario
 	for _, m := range strings.Split(*modesFlag, ",") {
-		if m != "keepalive" && m != "newconn" {
+		if !slices.Contains(modes, m) {
 			return fmt.Errorf("-modes: unknown mode %q", m)
 		}
 		for _, c := range strings.Split(*clientsFlag, ",") {
@@ -197,17 +214,37 @@ func run() error {
 		serverPID = pid
 	}
 
-	fmt.Printf("tokd throughput over %s: %s per scenario after %s of warm-up; GOMAXPROCS %d (clients) on %d CPUs\n\n",
-		*socket, *duration, *warmup, runtime.GOMAXPROCS(0), runtime.NumCPU())
+	// The raw modes check each answer for the token itself.
+	first, err := (&client.Client{Socket: *socket}).Token(*profile)
+	if err != nil {
+		return fmt.Errorf("first token: %w", err)
+	}
+	fmt.Printf("tokd throughput over %s: %s per scenario after %s of warm-up; GOMAXPROCS %d (clients) on %d CPUs; raw modes: %d epoll loop(s)\n\n",
+		*socket, *duration, *warmup, runtime.GOMAXPROCS(0), runtime.NumCPU(), *loops)
 	var results []result
 	for _, sc := range scenarios {
-		r, err := measure(sc, *socket, *profile, serverPID, *warmup, *duration)
+		r, err := measure(sc, *socket, *profile, first.AccessToken, *loops, serverPID, *warmup, *duration)
 		if err != nil {
 			return err
 		}
 		results = append(results, r)
 	}
 	printTable(os.Stdout, results)
+	if *floorRuns > 0 {
+		fmt.Printf("\nthe kernel's floor: CPU per exchange of a 100-byte request and a %d-byte answer (about a token answer's size), both ends in one thread, blocking system calls, %d exchanges:\n",
+			len(first.AccessToken)+300, *floorRuns)
+		for _, newConn := range []bool{false, true} {
+			d, err := floor(newConn, 100, len(first.AccessToken)+300, *floorRuns)
+			if err != nil {
+				return fmt.Errorf("floor: %w", err)
+			}
+			what := "kept connection"
+			if newConn {
+				what = "new connection (socket, connect, accept4, close on both ends)"
+			}
+			fmt.Printf("  %-62s %6.1f µs\n", what, float64(d)/1e3)
+		}
+	}
 	return nil
 }
 
@@ -339,49 +376,68 @@ func newRequester(mode, socket, profile string, transport *http.Transport) reque
 	}
 }
 
-func measure(sc scenario, socket, profile string, serverPID int, warmup, duration time.Duration) (result, error) {
-	transport := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
-		},
-		MaxIdleConns:        sc.clients,
-		MaxIdleConnsPerHost: sc.clients,
-		DisableCompression:  true,
-	}
-	defer transport.CloseIdleConnections()
+// stats is what one client goroutine or one epoll loop recorded.
+type stats struct {
+	lat      []time.Duration
+	errors   int
+	firstErr error
+}
 
+func (st *stats) record(d time.Duration, err error) {
+	if err != nil {
+		st.errors++
+		if st.firstErr == nil {
+			st.firstErr = err
+		}
+		return
+	}
+	st.lat = append(st.lat, d)
+}
+
+func measure(sc scenario, socket, profile, token string, loops int, serverPID int, warmup, duration time.Duration) (result, error) {
 	var recording, stop atomic.Bool
 	var wg sync.WaitGroup
-	type stats struct {
-		lat      []time.Duration
-		errors   int
-		firstErr error
-	}
-	per := make([]stats, sc.clients)
-	for i := range sc.clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			do := newRequester(sc.mode, socket, profile, transport)
-			st := &per[i]
-			for !stop.Load() {
-				t0 := time.Now()
-				err := do()
-				d := time.Since(t0)
-				if !recording.Load() {
-					continue
-				}
-				if err != nil {
-					st.errors++
-					if st.firstErr == nil {
-						st.firstErr = err
-					}
-					continue
-				}
-				st.lat = append(st.lat, d)
+	var per []stats
+	switch sc.mode {
+	case "keepalive-raw", "newconn-raw":
+		// The clients spread over the loops.
+		loops = min(loops, sc.clients)
+		per = make([]stats, loops)
+		for i := range loops {
+			n := sc.clients/loops + btoi(i < sc.clients%loops)
+			lg := &rawLoad{socket: socket, profile: profile, token: token, clients: n,
+				newConn: sc.mode == "newconn-raw", recording: &recording, stop: &stop, st: &per[i]}
+			if err := lg.open(); err != nil {
+				return result{}, err
 			}
-		}()
+			wg.Go(lg.run)
+		}
+	default:
+		transport := &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "unix", socket)
+			},
+			MaxIdleConns:        sc.clients,
+			MaxIdleConnsPerHost: sc.clients,
+			DisableCompression:  true,
+		}
+		defer transport.CloseIdleConnections()
+		per = make([]stats, sc.clients)
+		for i := range sc.clients {
+			wg.Go(func() {
+				do := newRequester(sc.mode, socket, profile, transport)
+				st := &per[i]
+				for !stop.Load() {
+					t0 := time.Now()
+					err := do()
+					d := time.Since(t0)
+					if recording.Load() {
+						st.record(d, err)
+					}
+				}
+			})
+		}
 	}
 	time.Sleep(warmup)
 	s0, err := procCPU(serverPID)
@@ -412,6 +468,13 @@ func measure(sc scenario, socket, profile string, serverPID int, warmup, duratio
 	return r, nil
 }
 
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // quantile is the nearest-rank q-quantile of sorted.
 func quantile(sorted []time.Duration, q float64) time.Duration {
 	if len(sorted) == 0 {
@@ -425,7 +488,7 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.3f", float64(d)/1e6) }
 
 func printTable(w io.Writer, results []result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "mode       \tclients\ttokens\ttokens/s\tp50 ms\tp99 ms\tmax ms\terrors\ttokd CPU µs/token\tclient CPU µs/token\ttokd alone on %d CPUs, tokens/s\t\n", runtime.NumCPU())
+	fmt.Fprintf(tw, "mode          \tclients\ttokens\ttokens/s\tp50 ms\tp99 ms\tmax ms\terrors\ttokd CPU µs/token\tclient CPU µs/token\ttokd alone on %d CPUs, tokens/s\t\n", runtime.NumCPU())
 	for _, r := range results {
 		perTok := func(d time.Duration) string {
 			if r.tokens == 0 {
@@ -443,7 +506,7 @@ func printTable(w io.Writer, results []result) {
 		if r.tokens > 0 && r.serverCPU > 0 {
 			ceiling = fmt.Sprintf("%.0f", float64(runtime.NumCPU())*float64(time.Second)*float64(r.tokens)/float64(r.serverCPU))
 		}
-		fmt.Fprintf(tw, "%-11s\t%d\t%d\t%.0f\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t\n", r.mode, r.clients, r.tokens,
+		fmt.Fprintf(tw, "%-14s\t%d\t%d\t%.0f\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t\n", r.mode, r.clients, r.tokens,
 			float64(r.tokens)/r.elapsed.Seconds(), ms(quantile(r.lat, 0.5)), ms(quantile(r.lat, 0.99)), ms(maxLat),
 			r.errors, perTok(r.serverCPU), perTok(r.clientCPU), ceiling)
 	}
