@@ -189,6 +189,11 @@ func (v *validator) literal(word string) error {
 func (v *validator) string() error {
 	v.pos++ // the opening quote
 	for v.pos < len(v.data) {
+		// Most of a token is plain ASCII: skip it in a tight loop.
+		v.pos = skipPlain(v.data, v.pos)
+		if v.pos >= len(v.data) {
+			break
+		}
 		switch c := v.data[v.pos]; {
 		case c == '"':
 			v.pos++
@@ -219,6 +224,17 @@ func (v *validator) string() error {
 		}
 	}
 	return v.fail("")
+}
+
+// skipPlain returns the index of the first byte from i on that a string
+// may not hold as it is (printable ASCII but for '"' and '\\'), or len(b).
+func skipPlain(b []byte, i int) int {
+	for ; i < len(b); i++ {
+		if c := b[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' {
+			return i
+		}
+	}
+	return i
 }
 
 func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
@@ -389,6 +405,10 @@ func (d *Decoder) skipString() (plain bool, err error) {
 	plain = true
 	d.pos++
 	for d.pos < len(d.data) {
+		d.pos = skipPlain(d.data, d.pos)
+		if d.pos >= len(d.data) {
+			break
+		}
 		switch c := d.data[d.pos]; {
 		case c == '"':
 			d.pos++
@@ -691,8 +711,8 @@ func foldRune(r rune) rune {
 // Slice reads an array into *s as encoding/json decodes an array into a
 // slice: elem reads each element into its place, which keeps what an
 // earlier array with the same key left there (encoding/json decodes into
-// the slice it finds); the length is then the array's; null sets *s to
-// nil, and an empty array leaves it empty but not nil.
+// the slice it finds, up to its capacity); the length is then the
+// array's; null sets *s to nil, and an empty array to a new empty slice.
 func Slice[T any](d *Decoder, goType string, s *[]T, elem func(e *T) error) error {
 	n := 0
 	null, err := d.Array(goType, func(i int) error {
@@ -710,8 +730,8 @@ func Slice[T any](d *Decoder, goType string, s *[]T, elem func(e *T) error) erro
 		return err
 	case null:
 		*s = nil
-	case *s == nil:
-		*s = []T{}
+	case n == 0:
+		*s = []T{} // a new slice: what an earlier array left is gone
 	default:
 		*s = (*s)[:n]
 	}

@@ -123,6 +123,7 @@ func FuzzDecode(f *testing.F) {
 	for _, s := range []string{
 		`{"name":"a","ok":true,"at":"2030-06-01T13:00:00Z","maybe":"2030-06-01T15:00:00+02:00","items":[{"key":"k"}]}`,
 		`{"items":[{"key":"a"},{"key":"b"}],"items":[{"val":"c"}],"items":[{},{}]}`,
+		`{"items":[{"key":"a"},{"key":"b"}],"items":[],"items":[{}]}`,
 		`{"maybe":"2030-06-01T13:00:00Z","maybe":"2031-06-01T13:00:00Z"}`,
 		`{"name":"\u0041\"\\\/\b\f\n\r\t"}`,
 		`{"nAmE":"x","ÖK":true,"\u212aey":1}`,
