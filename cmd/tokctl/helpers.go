@@ -24,7 +24,7 @@ import (
 // the token the server refused; store and unknown actions do nothing.
 func cmdGitCredential(c *client.Client, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) != 1 {
-		return usagef("git-credential takes one action: get, store or erase")
+		return badUsage("git-credential takes one action: get, store or erase")
 	}
 	action := args[0]
 	if action != "get" && action != "erase" {
@@ -109,7 +109,7 @@ func cmdKubectlCredential(c *client.Client, args []string, stdout io.Writer) err
 // when invoked as docker-credential-tokd.
 func cmdDockerCredential(c *client.Client, args []string, stdin io.Reader, stdout io.Writer) error {
 	if len(args) != 1 {
-		return usagef("docker-credential takes one action: get, list, store, erase or version")
+		return badUsage("docker-credential takes one action: get, list, store, erase or version")
 	}
 	switch args[0] {
 	case "get":
@@ -145,7 +145,7 @@ func cmdDockerCredential(c *client.Client, args []string, stdin io.Reader, stdou
 		_, err := io.WriteString(stdout, "docker-credential-tokd (tokctl)\n")
 		return err
 	}
-	return usagef("docker-credential: unknown action " + strconv.Quote(args[0]))
+	return badUsage("docker-credential: unknown action " + strconv.Quote(args[0]))
 }
 
 // defaultTokenEnv is the variable tokctl exec sets when --env is not given.
@@ -157,18 +157,18 @@ func cmdExec(c *client.Client, args []string) error {
 	fs := newFlagSet("exec")
 	envName := fs.String("env", defaultTokenEnv) // environment variable for the token
 	if err := fs.Parse(args); err != nil {
-		return usagef("exec: " + err.Error())
+		return badUsage("exec: " + err.Error())
 	}
 	rest := fs.Args()
 	if len(rest) > 1 && rest[1] == "--" {
 		rest = append(rest[:1], rest[2:]...)
 	}
 	if len(rest) < 2 {
-		return usagef("exec takes PROFILE -- COMMAND [ARGS...]")
+		return badUsage("exec takes PROFILE -- COMMAND [ARGS...]")
 	}
 	profile, command := rest[0], rest[1:]
 	if *envName == "" {
-		return usagef("exec: --env needs a variable name")
+		return badUsage("exec: --env needs a variable name")
 	}
 	path, err := lookPath(command[0])
 	if err != nil {

@@ -47,7 +47,8 @@ type usageError struct{ msg string }
 
 func (e *usageError) Error() string { return e.msg }
 
-func usagef(msg string) error { return &usageError{msg} }
+// badUsage returns a usageError saying what is wrong with the command line.
+func badUsage(msg string) error { return &usageError{msg} }
 
 // base returns the last element of a slash-separated path.
 func base(path string) string {
@@ -125,11 +126,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 			_, err := io.WriteString(stdout, usage)
 			return err
 		}
-		return usagef(err.Error())
+		return badUsage(err.Error())
 	}
 	args = global.Args()
 	if len(args) == 0 {
-		return usagef("no command")
+		return badUsage("no command")
 	}
 	c := &client.Client{Socket: socketPath(*socket)}
 	cmd, args := args[0], args[1:]
@@ -156,7 +157,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		_, err := io.WriteString(stdout, usage)
 		return err
 	}
-	return usagef("unknown command " + strconv.Quote(cmd))
+	return badUsage("unknown command " + strconv.Quote(cmd))
 }
 
 func socketPath(flagValue string) string {
@@ -175,7 +176,7 @@ func parse(fs *flagSet, args []string, names ...string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return nil, usagef(fs.name + ": " + err.Error())
+			return nil, badUsage(fs.name + ": " + err.Error())
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -186,9 +187,9 @@ func parse(fs *flagSet, args []string, names ...string) ([]string, error) {
 	}
 	if len(pos) != len(names) {
 		if len(names) == 0 {
-			return nil, usagef(fs.name + " takes no arguments")
+			return nil, badUsage(fs.name + " takes no arguments")
 		}
-		return nil, usagef(fs.name + " takes " + strings.Join(names, " "))
+		return nil, badUsage(fs.name + " takes " + strings.Join(names, " "))
 	}
 	return pos, nil
 }
@@ -202,7 +203,7 @@ func cmdGet(c *client.Client, args []string, stdout io.Writer) error {
 		return err
 	}
 	if *asJSON && *header {
-		return usagef("get: --json and --header exclude each other")
+		return badUsage("get: --json and --header exclude each other")
 	}
 	tok, err := c.Token(pos[0])
 	if err != nil {
