@@ -9,6 +9,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -17,17 +19,33 @@ import (
 // PeerCred identifies the process at the other end of a socket
 // connection, as the kernel reports it (SO_PEERCRED).
 type PeerCred struct {
-	PID    int32
-	UID    uint32
-	GID    uint32
-	Groups []uint32 // supplementary groups at connect (SO_PEERGROUPS)
+	PID int32
+	UID uint32
+	GID uint32
+	// Groups are the supplementary groups the peer had when it connected
+	// (SO_PEERGROUPS). A connection's are read on first need, through
+	// supplementaryGroups: only a profile with allowed_gids that neither
+	// the uid nor the primary gid satisfies needs them, and the system
+	// call is one of the few a connection costs.
+	Groups []uint32
+
+	groupsOnce sync.Once
+	readGroups func() []uint32 // reads Groups; nil when Groups is complete
+}
+
+// supplementaryGroups returns Groups, reading them the first time.
+func (c *PeerCred) supplementaryGroups() []uint32 {
+	if c.readGroups != nil {
+		c.groupsOnce.Do(func() { c.Groups = c.readGroups() })
+	}
+	return c.Groups
 }
 
 type peerCredKey struct{}
 
-// withPeerCred is the http.Server ConnContext hook: it reads the peer's
-// credentials once per connection. A connection whose credentials cannot
-// be read gets none, and every request on it is refused.
+// withPeerCred reads the peer's credentials, once per connection, into
+// the connection's context. A connection whose credentials cannot be read
+// gets none, and every request on it is refused.
 func withPeerCred(ctx context.Context, c net.Conn) context.Context {
 	cred, err := readPeerCred(c)
 	if err != nil {
@@ -42,6 +60,9 @@ func peerCredFrom(ctx context.Context) (*PeerCred, bool) {
 	return cred, ok
 }
 
+// readPeerCred reads SO_PEERCRED now and leaves SO_PEERGROUPS for when
+// the groups are needed: the kernel keeps what both were at connect for
+// as long as the connection is open.
 func readPeerCred(c net.Conn) (*PeerCred, error) {
 	uc, ok := c.(*net.UnixConn)
 	if !ok {
@@ -52,24 +73,36 @@ func readPeerCred(c net.Conn) (*PeerCred, error) {
 		return nil, fmt.Errorf("peer credentials: %w", err)
 	}
 	var ucred *unix.Ucred
-	var groups []uint32
-	var credErr, groupsErr error
+	var credErr error
 	if err := raw.Control(func(fd uintptr) {
 		ucred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-		groups, groupsErr = peerGroups(int(fd))
 	}); err != nil {
 		return nil, fmt.Errorf("peer credentials: %w", err)
 	}
 	if credErr != nil {
 		return nil, fmt.Errorf("peer credentials: %w", credErr)
 	}
-	cred := &PeerCred{PID: ucred.Pid, UID: ucred.Uid, GID: ucred.Gid, Groups: groups}
+	pid := ucred.Pid
+	return &PeerCred{PID: pid, UID: ucred.Uid, GID: ucred.Gid, readGroups: func() []uint32 {
+		return connGroups(raw, pid)
+	}}, nil
+}
+
+// connGroups reads the supplementary groups of a connection's peer. Once
+// the connection is closed there is no request left to authorise, and it
+// returns none.
+func connGroups(raw syscall.RawConn, pid int32) []uint32 {
+	var groups []uint32
+	var groupsErr error
+	if err := raw.Control(func(fd uintptr) { groups, groupsErr = peerGroups(int(fd)) }); err != nil {
+		return nil
+	}
 	if groupsErr != nil {
 		// Kernels before 4.13 lack SO_PEERGROUPS: read them from /proc,
 		// which races with the caller's exit and pid reuse.
-		cred.Groups, _ = procGroups(ucred.Pid)
+		groups, _ = procGroups(pid)
 	}
-	return cred, nil
+	return groups
 }
 
 // peerGroups returns the supplementary groups the peer had when it

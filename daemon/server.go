@@ -8,11 +8,14 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tokd/tokd/apitype"
 	"github.com/tokd/tokd/cache"
@@ -28,6 +31,14 @@ type Tokens interface {
 	Forget(profile string) error
 	Import(profile string, tok *oauth.Token) error
 	Status() []cache.ProfileStatus
+}
+
+// heldTokens is implemented by a Tokens that can say, without waiting,
+// whether it holds a servable token (*cache.Cache does: Held). The socket
+// server's fast path answers from it; without it every request takes
+// Get's path.
+type heldTokens interface {
+	Held(profile string) (*token.Token, bool)
 }
 
 // Access says who may use one profile's token besides root and the
@@ -54,12 +65,28 @@ type server struct {
 	metrics *metrics
 	// getTimeout bounds how long a request waits for a token fetch.
 	getTimeout time.Duration
+	// heldTokens is tokens as a heldTokens; nil when it is not one.
+	heldTokens heldTokens
+	// served holds, for each profile the fast path served under the
+	// current configuration, its tokd_token_requests_total{result="ok"}
+	// counter and the last answer it served: the fast path then counts
+	// without the metrics' lock or a hash of labels, and encodes an
+	// answer once per token rather than once per request. Replaced
+	// (emptied) whenever the configuration changes; filled by
+	// servedProfile.
+	served atomic.Pointer[map[string]*servedProfile]
 }
 
 func newServer(tokens Tokens, cfg *config.Config, selfUID uint32, now func() time.Time, log *slog.Logger, m *metrics) *server {
 	s := &server{tokens: tokens, selfUID: selfUID, now: now, log: log, metrics: m, getTimeout: 25 * time.Second}
+	s.heldTokens, _ = tokens.(heldTokens)
 	s.setConfig(cfg)
 	return s
+}
+
+// socketServer returns the HTTP server of the socket API.
+func (s *server) socketServer() *httpServer {
+	return newHTTPServer(s, s.log)
 }
 
 // setConfig serves cfg: its profiles' access and its git and docker
@@ -68,6 +95,7 @@ func (s *server) setConfig(cfg *config.Config) {
 	p := policy(cfg)
 	s.policy.Store(&p)
 	s.config.Store(cfg)
+	s.served.Store(&map[string]*servedProfile{})
 }
 
 // narrowTo admits only the profiles that both the serving configuration
@@ -83,6 +111,7 @@ func (s *server) narrowTo(next *config.Config) {
 		}
 	}
 	s.policy.Store(&p)
+	s.served.Store(&map[string]*servedProfile{})
 }
 
 // handler returns the API's route table behind the checks every request
@@ -119,6 +148,12 @@ func (s *server) guard(next http.Handler) http.Handler {
 			writeError(w, http.StatusBadRequest, fmt.Sprintf("this tokd speaks API version %s, the client %s", apitype.Version, v))
 			return
 		}
+		// ServeMux would redirect a path it cleans, with an HTML body;
+		// no client of this API sends one.
+		if p := r.URL.Path; !strings.HasPrefix(p, "/") || path.Clean(p) != p {
+			writeError(w, http.StatusNotFound, fmt.Sprintf("no such API path: %s %s", r.Method, p))
+			return
+		}
 		if _, ok := peerCredFrom(r.Context()); !ok {
 			writeError(w, http.StatusForbidden, "cannot identify the caller (SO_PEERCRED)")
 			return
@@ -134,7 +169,8 @@ func (s *server) privileged(cred *PeerCred) bool {
 	return cred.UID == 0 || cred.UID == s.selfUID
 }
 
-// allowed reports whether cred may use the profile's token.
+// allowed reports whether cred may use the profile's token. The caller's
+// supplementary groups are read only when they decide it.
 func (s *server) allowed(cred *PeerCred, profile string) bool {
 	acc, ok := (*s.policy.Load())[profile]
 	if !ok {
@@ -143,7 +179,10 @@ func (s *server) allowed(cred *PeerCred, profile string) bool {
 	if s.privileged(cred) || slices.Contains(acc.UIDs, cred.UID) || slices.Contains(acc.GIDs, cred.GID) {
 		return true
 	}
-	for _, g := range cred.Groups {
+	if len(acc.GIDs) == 0 {
+		return false
+	}
+	for _, g := range cred.supplementaryGroups() {
 		if slices.Contains(acc.GIDs, g) {
 			return true
 		}
@@ -188,10 +227,71 @@ func (s *server) authorised(h func(w http.ResponseWriter, r *http.Request, profi
 }
 
 func (s *server) getToken(w http.ResponseWriter, r *http.Request, profile string) {
+	// A held token needs no deadline: a timer per request is for the
+	// requests that wait for a fetch.
+	if tok, ok := s.held(profile); ok {
+		s.writeToken(w, profile, tok, nil)
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.getTimeout)
 	defer cancel()
 	tok, err := s.tokens.Get(ctx, profile)
 	s.writeToken(w, profile, tok, err)
+}
+
+// held returns the profile's token if the cache holds one to serve now.
+func (s *server) held(profile string) (*token.Token, bool) {
+	if s.heldTokens == nil {
+		return nil, false
+	}
+	return s.heldTokens.Held(profile)
+}
+
+// servedProfile is what the fast path keeps of a profile it serves.
+type servedProfile struct {
+	// ok is tokd_token_requests_total{profile,result="ok"}.
+	ok prometheus.Counter
+	// answer is the body of the last token answer, or nil.
+	answer atomic.Pointer[tokenAnswer]
+}
+
+// tokenAnswer is the JSON answer for one token.
+type tokenAnswer struct {
+	accessToken, tokenType string
+	expiry                 time.Time
+	body                   []byte // the JSON and its newline
+}
+
+// matches reports whether a is the answer for tok.
+func (a *tokenAnswer) matches(tok *token.Token) bool {
+	return a.accessToken == tok.AccessToken && a.tokenType == tok.TokenType && a.expiry.Equal(tok.Expiry)
+}
+
+// servedProfile returns what the fast path keeps of profile, or nil when
+// the metrics do not know the profile (the slow path then counts it, as
+// profile ""); the profile must be one the policy admits.
+func (s *server) servedProfile(profile string) *servedProfile {
+	served := s.served.Load()
+	if sp, ok := (*served)[profile]; ok {
+		return sp
+	}
+	m := s.metrics
+	m.mu.Lock()
+	if !m.profiles[profile] {
+		m.mu.Unlock()
+		return nil
+	}
+	sp := &servedProfile{ok: m.tokenRequests.WithLabelValues(profile, resultOK)}
+	m.mu.Unlock()
+	next := make(map[string]*servedProfile, len(*served)+1)
+	for k, v := range *served {
+		next[k] = v
+	}
+	next[profile] = sp
+	// Lost to a concurrent reload (which emptied the map) or to another
+	// profile's first request, this is only done again next time.
+	s.served.CompareAndSwap(served, &next)
+	return sp
 }
 
 func (s *server) refreshToken(w http.ResponseWriter, r *http.Request, profile string) {
