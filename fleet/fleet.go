@@ -68,9 +68,13 @@ type Config struct {
 	// as in a fleet that has run for a while; otherwise every cache starts
 	// empty.
 	Warm bool
+	// StartJitter is every host's cache.Options.StartJitter: with empty
+	// caches each host's first fetch comes at a uniform random time in
+	// [0, StartJitter) after its start. StartJitterFor sizes it.
+	StartJitter time.Duration
 	// StartSpread starts each host's cache (Run) at a uniform random time in
-	// [0, StartSpread) instead of all at once. With empty caches it is what
-	// a start jitter in the cache would do (see docs/FLEET.md).
+	// [0, StartSpread) instead of all at once, as hosts booted over a while
+	// would.
 	StartSpread time.Duration
 
 	// OutageAt and OutageFor place an outage of the identity domain: every
@@ -90,6 +94,19 @@ type Config struct {
 	// Tune, when set, adjusts each host's cache options (backoff and
 	// margins); Clock, Rand and Observe are the simulation's.
 	Tune func(host int, o *cache.Options)
+}
+
+// StartJitterFactor sizes a fleet's start jitter: StartJitterFor.
+const StartJitterFactor = 1.3
+
+// StartJitterFor returns the start jitter (cache.Options.StartJitter) that
+// spreads the first fetches of hosts x profiles empty caches over
+// StartJitterFactor times the floor that the per-minute limit sets.
+func StartJitterFor(hostProfiles, perMinute int) time.Duration {
+	if perMinute <= 0 {
+		return 0
+	}
+	return time.Duration(StartJitterFactor * float64(hostProfiles) / float64(perMinute) * float64(time.Minute))
 }
 
 // Floor is the shortest time in which the domain's per-minute limit lets

@@ -74,61 +74,76 @@ func logResult(t *testing.T, r *Result) {
 	t.Log("\n" + b.String())
 }
 
-// TestColdStart restarts every host at once with an empty cache. The
-// serving invariant must hold and every host must get a token; the
-// targets (convergence within 1.5x the floor, under 5% refused) are
-// checked against what docs/FLEET.md reports: the cache has no start
-// jitter, so the first fetches of every host arrive in the same instant
-// and most of them are refused. A change that meets a target fails this
-// test on purpose: update the table below and docs/FLEET.md.
+// TestColdStart restarts every host of the two fleets at once
+// with an empty cache and the start jitter docs/FLEET.md sizes
+// (StartJitterFor: 1.3 times the floor), and holds each run to the
+// issue's targets: every host served within 1.5 times the floor, under 5%
+// of requests refused until then, and the serving invariant. The fleets
+// are full size: scaled down, the per-second limit shrinks with them and
+// the random draws' bursts overflow it far more often than at full size
+// (200 Premium hosts at 2/s: 20 to 24% refused).
 func TestColdStart(t *testing.T) {
 	tests := []struct {
 		name       string
-		limit      emulator.RateLimit
+		hosts      int
+		typ        emulator.DomainType
 		retryAfter bool
-		// wantConverged and wantRefused say whether the convergence and
-		// refused-share targets are met today.
-		wantConverged, wantRefused bool
 	}{
-		{name: "free", limit: smallFree, wantConverged: true},
-		{name: "free retry-after", limit: smallFree, retryAfter: true},
-		{name: "premium", limit: smallPremium},
-		{name: "premium retry-after", limit: smallPremium, retryAfter: true},
+		{"free 1000", 1000, emulator.DomainFree, false},
+		{"free 1000 retry-after", 1000, emulator.DomainFree, true},
+		{"premium 10000", 10000, emulator.DomainPremium, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			r := run(t, Config{Name: tt.name, Hosts: smallHosts, Limit: withRetryAfter(tt.limit, tt.retryAfter), Seed: 1})
+			limit := withRetryAfter(emulator.DomainRateLimit(tt.typ), tt.retryAfter)
+			cfg := Config{Name: tt.name, Hosts: tt.hosts, Limit: limit, Seed: 1, SweepEvery: 10 * time.Second,
+				StartJitter: StartJitterFor(tt.hosts, limit.PerMinute)}
+			// Until the convergence target, plus a minute: the first refresh
+			// wave, 34 minutes on, would double the run.
+			cfg.Horizon = time.Duration(MaxConvergence*float64(cfg.Floor())) + time.Minute
+			r := run(t, cfg)
 			logResult(t, r)
-			if r.Converged < 0 {
-				t.Fatal("some hosts never obtained a token")
-			}
 			for _, target := range r.Targets() {
-				want := map[string]bool{"convergence": tt.wantConverged, "refused": tt.wantRefused, "serving": true}[target.Name]
-				if target.Met != want {
-					t.Errorf("target %s: met %v, want %v (update docs/FLEET.md if the cache changed): %s", target.Name, target.Met, want, target.Detail)
+				if !target.Met {
+					t.Errorf("target %s missed: %s", target.Name, target.Detail)
 				}
 			}
 			// The endpoint never lets more through than the limit, whatever
 			// the hosts do.
-			if issued := r.Phase("start").Issued; issued != smallHosts {
-				t.Errorf("%d tokens issued until convergence, want one per host (%d)", issued, smallHosts)
+			if issued := r.Phase("start").Issued; issued != tt.hosts {
+				t.Errorf("%d tokens issued until convergence, want one per host (%d)", issued, tt.hosts)
 			}
 		})
 	}
 }
 
-// TestColdStartSpread starts the hosts uniformly over 1.25 times the
-// floor instead of at once, as a start jitter in the cache would: then
-// both targets are met. It runs the full Free fleet (1,000 hosts, 10/s,
-// 150/min), which takes a fraction of a second: scaled-down fleets see
-// relatively larger bursts from the random spread and are refused more
-// (200 hosts: 20 to 30%). docs/FLEET.md proposes that jitter and has the
-// Premium figures.
+// TestColdStartWithoutJitter shows what the start jitter is for: hosts
+// that all fetch in the same instant are refused at least
+// (N - per-second limit) / (2N - per-second limit) of their requests,
+// since the first instant refuses all but the per-second limit and each
+// host needs one request that succeeds. That is about half, whatever the
+// backoff does afterwards.
+func TestColdStartWithoutJitter(t *testing.T) {
+	r := run(t, Config{Name: "free, no jitter", Hosts: smallHosts, Limit: smallFree, Seed: 1})
+	logResult(t, r)
+	n, perSecond := float64(smallHosts), float64(smallFree.PerSecond)
+	if got, bound := r.Phase("start").RefusedShare(), (n-perSecond)/(2*n-perSecond); got < bound {
+		t.Errorf("refused %.1f%% of requests, below the bound of %.1f%%: the hosts did not start together", 100*got, 100*bound)
+	}
+	if r.Converged < 0 {
+		t.Error("some hosts never obtained a token")
+	}
+}
+
+// TestColdStartSpread starts the hosts' caches uniformly over 1.3 times
+// the floor, as hosts booted over a while would, without a start jitter:
+// the targets are met as with the jitter.
 func TestColdStartSpread(t *testing.T) {
 	cfg := Config{Name: "free 1000 spread", Hosts: 1000, Limit: emulator.DomainRateLimit(emulator.DomainFree),
 		Seed: 1, SweepEvery: time.Second}
-	cfg.StartSpread = cfg.Floor() * 5 / 4
+	cfg.StartSpread = StartJitterFor(cfg.Hosts, cfg.Limit.PerMinute)
+	cfg.Horizon = time.Duration(MaxConvergence*float64(cfg.Floor())) + time.Minute
 	r := run(t, cfg)
 	logResult(t, r)
 	for _, target := range r.Targets() {
@@ -140,8 +155,10 @@ func TestColdStartSpread(t *testing.T) {
 
 // TestOutage takes the identity domain down for 30 minutes while every
 // host holds a token part-way through its life: no host may lose a
-// token that is still valid, nothing gets through during the outage, and
-// the fleet recovers by itself.
+// token that is still valid (the serving invariant), nothing gets through
+// during the outage, the fleet recovers by itself, and hardly any host
+// sleeps in its backoff through the domain's return while its token runs
+// out (the retry cap; 10% of the hosts before it).
 func TestOutage(t *testing.T) {
 	for _, tt := range []struct {
 		name  string
@@ -154,7 +171,7 @@ func TestOutage(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			r := run(t, Config{Name: tt.name, Hosts: smallHosts, Limit: tt.limit, Seed: 1,
-				Warm: true, OutageAt: 5 * time.Minute, OutageFor: 30 * time.Minute})
+				Warm: true, OutageAt: 5 * time.Minute, OutageFor: 30 * time.Minute, SweepEvery: time.Second})
 			logResult(t, r)
 			out := r.Phase("outage")
 			if out.Issued != 0 || out.Requests != out.Unavailable {
@@ -173,6 +190,9 @@ func TestOutage(t *testing.T) {
 			if r.Lapsed == 0 {
 				t.Error("no token lapsed during a 30-minute outage: the scenario tests nothing")
 			}
+			if r.LapsedAfterOutage > smallHosts/100 {
+				t.Errorf("%d tokens ran out after the domain was back, want at most 1%% of the hosts (%d)", r.LapsedAfterOutage, smallHosts/100)
+			}
 		})
 	}
 }
@@ -186,7 +206,7 @@ func TestDeterministic(t *testing.T) {
 	if diff := cmp.Diff(a, b, cmp.AllowUnexported(Result{}, record{})); diff != "" {
 		t.Errorf("two runs differ (-first +second):\n%s", diff)
 	}
-	cold := Config{Hosts: 50, Limit: emulator.RateLimit{PerSecond: 1, PerMinute: 10}, Seed: 7}
+	cold := Config{Hosts: 50, Limit: emulator.RateLimit{PerSecond: 1, PerMinute: 10}, Seed: 7, StartJitter: StartJitterFor(50, 10)}
 	a, b = run(t, cold), run(t, cold)
 	a.Wall, b.Wall = 0, 0
 	if diff := cmp.Diff(a, b, cmp.AllowUnexported(Result{}, record{})); diff != "" {
@@ -287,5 +307,23 @@ func TestLimiterMatchesEmulator(t *testing.T) {
 				t.Errorf("%d of 400 requests refused: the test tests nothing", refusals)
 			}
 		})
+	}
+}
+
+// TestMeanRefreshInterval holds the capacity tables to the cache's refresh
+// policy (package cache, "Refresh timing").
+func TestMeanRefreshInterval(t *testing.T) {
+	for _, tt := range []struct {
+		lifetime, want time.Duration
+	}{
+		{time.Hour, 40 * time.Minute},                 // 2/3 L, the jitter symmetric
+		{60 * time.Second, 27 * time.Second},          // past the 30 s margin: 24 to 30 s
+		{5 * time.Second, 10 * time.Second},           // the minimum interval
+		{8 * time.Hour, 320 * time.Minute},            // 2/3 L
+		{100 * time.Second, 62778 * time.Millisecond}, // 2/3 of draws within the margin, 1/3 below it
+	} {
+		if got := MeanRefreshInterval(tt.lifetime); (got - tt.want).Abs() > 10*time.Millisecond {
+			t.Errorf("MeanRefreshInterval(%v) = %v, want %v", tt.lifetime, got, tt.want)
+		}
 	}
 }

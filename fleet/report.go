@@ -77,14 +77,14 @@ func (r *Result) Met() bool {
 // WriteStartTable writes a Markdown table of cold-start runs.
 func WriteStartTable(w io.Writer, rs []*Result) error {
 	var b strings.Builder
-	b.WriteString("| run | hosts | limit /s, /min | Retry-After | floor | all hosts served after | × floor | requests | refused | peak /s | peak /min | steady peak /min | targets | wall |\n")
-	b.WriteString("|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|\n")
+	b.WriteString("| run | hosts | limit /s, /min | Retry-After | floor | start jitter | all hosts served after | × floor | requests | refused | peak /s | peak /min | steady peak /min | targets | wall |\n")
+	b.WriteString("|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|\n")
 	for _, r := range rs {
 		c := r.Config
 		start, steady := r.Phase("start"), r.Phase("steady")
-		fmt.Fprintf(&b, "| %s | %d | %d, %d | %s | %s | %s | %.2f | %d | %s | %d | %d | %d | %s | %s |\n",
+		fmt.Fprintf(&b, "| %s | %d | %d, %d | %s | %s | %s | %s | %.2f | %d | %s | %d | %d | %d | %s | %s |\n",
 			c.Name, c.Hosts, c.Limit.PerSecond, c.Limit.PerMinute, yesNo(c.Limit.RetryAfter), fmtDur(c.Floor()),
-			fmtDur(r.Converged), r.ConvergenceRatio(), start.Requests, pct(start.RefusedShare()),
+			fmtDur(c.StartJitter), fmtDur(r.Converged), r.ConvergenceRatio(), start.Requests, pct(start.RefusedShare()),
 			start.PeakPerSecond, start.PeakPerMinute, steady.PeakPerMinute, metList(r), fmtWall(r.Wall))
 	}
 	_, err := io.WriteString(w, b.String())
@@ -148,18 +148,22 @@ func fmtWall(d time.Duration) string {
 
 // MeanRefreshInterval returns the mean time between two refreshes of one
 // profile whose tokens live l, under the cache's default policy (package
-// cache, "Refresh timing"): at 2/3·l plus a jitter uniform in ±l/10, but
-// no later than l - max(30s, l/10) (the margin at most l/2), and no sooner
-// than 10s after the last one.
+// cache, "Refresh timing"): at 2/3·l + (2r-1)·l/10 for r uniform in
+// [0, 1), but when that is later than latest = l - max(30s, l/10) (the
+// margin at most l/2), at latest - r·l/10; and no sooner than 10s after
+// the last one.
 func MeanRefreshInterval(l time.Duration) time.Duration {
 	margin := min(max(cache.DefaultMinMargin, l/10), l/2)
-	latest := l - margin
+	latest := float64(l - margin)
 	const n = 10000 // the mean over the jitter, numerically
 	var sum float64
 	for i := range n {
 		r := (float64(i) + 0.5) / n
-		at := time.Duration(float64(2*l/3) + (2*r-1)*float64(l/10))
-		sum += float64(max(min(at, latest), cache.DefaultMinRefreshInterval))
+		at := float64(2*l/3) + (2*r-1)*float64(l/10)
+		if at > latest {
+			at = latest - r*float64(l/10)
+		}
+		sum += max(at, float64(cache.DefaultMinRefreshInterval))
 	}
 	return time.Duration(sum / n)
 }

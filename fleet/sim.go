@@ -214,7 +214,7 @@ func newSim(cfg Config) (*sim, error) {
 	for i := range s.hosts {
 		h := &host{idx: i}
 		s.hosts[i] = h
-		var opts cache.Options
+		opts := cache.Options{StartJitter: cfg.StartJitter}
 		if cfg.Tune != nil {
 			cfg.Tune(i, &opts)
 		}

@@ -1,10 +1,12 @@
 // Command fleetsim runs the full fleet simulations of package fleet (a
 // thousand hosts on a Free identity domain, ten thousand on a Premium
 // one, through a cold start and a 30-minute outage) and prints their
-// tables in Markdown, with the wall time and memory each took.
+// tables in Markdown, with the wall time and memory each took. Cold
+// starts use the start jitter of fleet.StartJitterFor unless -start-jitter
+// says otherwise.
 //
 //	go run ./fleet/cmd/fleetsim
-//	go run ./fleet/cmd/fleetsim -fleets premium=10000 -scenarios start -cpuprofile cpu.out
+//	go run ./fleet/cmd/fleetsim -fleets premium=10000 -scenarios start -start-jitter 0 -cpuprofile cpu.out
 package main
 
 import (
@@ -64,9 +66,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		sweep       = fs.Duration("sweep", 10*time.Second, "simulated interval of the invariant check over every host (0: every step)")
 		outageAt    = fs.Duration("outage-at", 5*time.Minute, "start of the outage")
 		outageFor   = fs.Duration("outage", 30*time.Minute, "length of the outage")
+		jitter      = fs.Float64("start-jitter", fleet.StartJitterFactor, "cache.Options.StartJitter as a `multiple` of the floor (hosts / limit per minute); 0: none")
 		spread      = fs.Float64("start-spread", 0, "start the hosts uniformly over this `multiple` of the floor (hosts / limit per minute) instead of at once")
 		lifetime    = fs.Duration("lifetime", time.Hour, "lifetime of the tokens")
 		baseBackoff = fs.Duration("base-backoff", 0, "cache.Options.BaseBackoff (0: the default)")
+		rlBackoff   = fs.Duration("rate-limit-backoff", 0, "cache.Options.RateLimitBackoff (0: the default)")
 		maxBackoff  = fs.Duration("max-backoff", 0, "cache.Options.MaxBackoff (0: the default)")
 		cpuprofile  = fs.String("cpuprofile", "", "write a CPU profile to `file`")
 		memprofile  = fs.String("memprofile", "", "write a heap profile to `file` after the runs")
@@ -79,6 +83,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 
+	if *jitter < 0 || *spread < 0 {
+		return errors.New("-start-jitter and -start-spread must not be negative")
+	}
 	var ras []bool
 	switch *retryAfter {
 	case "both":
@@ -91,8 +98,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("-retry-after: %q is not yes, no or both", *retryAfter)
 	}
 	var tune func(int, *cache.Options)
-	if *baseBackoff > 0 || *maxBackoff > 0 {
-		tune = func(_ int, o *cache.Options) { o.BaseBackoff, o.MaxBackoff = *baseBackoff, *maxBackoff }
+	if *baseBackoff > 0 || *maxBackoff > 0 || *rlBackoff > 0 {
+		tune = func(_ int, o *cache.Options) {
+			o.BaseBackoff, o.MaxBackoff, o.RateLimitBackoff = *baseBackoff, *maxBackoff, *rlBackoff
+		}
 	}
 
 	var configs []fleet.Config
@@ -123,9 +132,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 					c.Warm, c.OutageAt, c.OutageFor = true, *outageAt, *outageFor
 				case sc == "steady":
 					c.Warm, c.Horizon = true, steadyTo
-				case *spread > 0:
-					c.StartSpread = time.Duration(*spread * float64(c.Floor()))
-					c.Name += fmt.Sprintf(" spread %.3gx", *spread)
+				default:
+					c.StartJitter = time.Duration(*jitter * float64(c.Floor()))
+					if *jitter != fleet.StartJitterFactor {
+						c.Name += fmt.Sprintf(" jitter %.3gx", *jitter)
+					}
+					if *spread > 0 {
+						c.StartSpread = time.Duration(*spread * float64(c.Floor()))
+						c.Name += fmt.Sprintf(" spread %.3gx", *spread)
+					}
 				}
 				configs = append(configs, c)
 			}
@@ -182,7 +197,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		runtime.GC()
 	}
 	if len(starts) > 0 {
-		fmt.Fprintln(stdout, "Cold start: every host restarts at the same moment with an empty cache.")
+		fmt.Fprintf(stdout, "Cold start: every host restarts at the same moment with an empty cache and a start jitter of %.3gx the floor.\n", *jitter)
 		fmt.Fprintln(stdout)
 		if err := fleet.WriteStartTable(stdout, starts); err != nil {
 			return err

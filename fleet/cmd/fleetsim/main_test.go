@@ -26,6 +26,7 @@ func TestRunBadFlags(t *testing.T) {
 		{"-fleets", "free"},
 		{"-scenarios", "meltdown"},
 		{"-retry-after", "maybe"},
+		{"-start-jitter", "-1"},
 		{"extra"},
 	} {
 		var stdout, stderr bytes.Buffer
