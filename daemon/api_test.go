@@ -347,8 +347,8 @@ func TestRawHTTP(t *testing.T) {
 		})
 	}
 
-	// Headers are bounded too. net/http answers this one itself, before
-	// any handler runs, so it carries no version header.
+	// Headers are bounded too. The server refuses them before any
+	// handler runs, and says so as the API does.
 	t.Run("headers over 16 KiB", func(t *testing.T) {
 		req, err := http.NewRequest("GET", "http://tokd/v1/status", nil)
 		if err != nil {
@@ -359,9 +359,20 @@ func TestRawHTTP(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp.Body.Close()
+		defer resp.Body.Close()
+		raw, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 			t.Errorf("status %d, want 431", resp.StatusCode)
+		}
+		if got := resp.Header.Get(apitype.VersionHeader); got != apitype.Version {
+			t.Errorf("%s header = %q, want %q", apitype.VersionHeader, got, apitype.Version)
+		}
+		var er apitype.ErrorResponse
+		if err := json.Unmarshal(raw, &er); err != nil || !strings.Contains(er.Error, "16 KiB") {
+			t.Errorf("body %s, want {\"error\": ...16 KiB...}", raw)
 		}
 	})
 }

@@ -134,16 +134,7 @@ func Run(ctx context.Context, opts Options) error {
 	} else if addr, ok := ln.Addr().(*net.UnixAddr); ok {
 		socket = addr.Name
 	}
-	httpSrv := &http.Server{
-		Handler:           srv.handler(),
-		ConnContext:       withPeerCred,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      srv.getTimeout + 5*time.Second,
-		IdleTimeout:       60 * time.Second,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
+	httpSrv := srv.socketServer()
 
 	hangup := opts.Hangup
 	if hangup == nil && opts.Reload != nil {
