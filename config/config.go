@@ -26,7 +26,8 @@
 //     token requests in the same instant; a client asking for the token
 //     still gets it at once. For H hosts with P profiles each on one
 //     identity domain allowing M requests a minute, set it to
-//     1.3 × H × P / M minutes (docs/FLEET.md); 0 suits a single host.
+//     1.3 × H × P / M minutes (docs/FLEET.md); 0 suits a single host. A
+//     new value takes effect at the next restart, not on reload.
 //   - profiles: at least one [profiles.NAME]; NAME matches
 //     ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$ since it appears in URLs and metric
 //     labels.

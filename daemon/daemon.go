@@ -93,6 +93,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	tokens := cache.New(cache.Options{
 		Clock: opts.Clock, Store: cacheStore, Logger: log, Observe: m.observeFetch,
+		StartJitter: cfg.StartJitter.Duration,
 	})
 	m.watchTokens(tokens.Status)
 	m.setProfiles(cfg.ProfileNames())
@@ -226,6 +227,10 @@ func reload(load func() (*config.Config, error), clock cache.Clock, trs *transpo
 	if old := srv.config.Load(); old != nil && old.MetricsAddress != cfg.MetricsAddress {
 		log.Warn("metrics_address changed; the change takes effect at the next restart",
 			"serving", old.MetricsAddress, "configured", cfg.MetricsAddress)
+	}
+	if old := srv.config.Load(); old != nil && old.StartJitter != cfg.StartJitter {
+		log.Warn("start_jitter changed; the change takes effect at the next restart",
+			"serving", old.StartJitter.Duration.String(), "configured", cfg.StartJitter.Duration.String())
 	}
 	// A profile the server admits must exist in the cache at every
 	// moment: admit only those in both configurations, switch the cache,
