@@ -57,7 +57,10 @@ type Record struct {
 // Store persists tokens across restarts. *store.Store fits it through a
 // two-line adapter converting Record.
 type Store interface {
-	// Put stores rec under rec.Profile, replacing any record there.
+	// Put stores rec under rec.Profile, replacing any record there. The
+	// cache calls Put for different profiles concurrently (never for one
+	// profile, and never concurrently with Delete), so that a store may
+	// commit them together.
 	Put(rec Record) error
 	// Delete removes the record of profile; no record is not an error.
 	Delete(profile string) error
@@ -161,10 +164,15 @@ type Cache struct {
 	// fetches counts running fetch goroutines, for Run to wait on.
 	fetches sync.WaitGroup
 
-	// storeMu serialises calls to store and is taken before mu, so that a
-	// record deleted by Forget or SetProfiles is never written back by a
-	// fetch that finished meanwhile.
-	storeMu sync.Mutex
+	// storeMu orders the calls to store and is taken before mu. persist
+	// holds it for reading, so that the Puts of different profiles overlap
+	// and the store commits them together; Forget and SetProfiles, which
+	// delete records, hold it for writing, so that a record they delete is
+	// never written back by a fetch that finished meanwhile: a persist
+	// either completes its Put before the Delete, or starts after it and
+	// finds its token dropped. Two persists of one profile are ordered by
+	// that entry's persistMu.
+	storeMu sync.RWMutex
 
 	// mu guards entries, every *entry in it, running and closed.
 	mu      sync.Mutex
@@ -209,6 +217,16 @@ type entry struct {
 	timer    Timer
 	timerAt  time.Time
 	timerSeq uint64 // identifies the armed timer; a stale callback sees another value
+
+	// persistMu, not guarded by Cache.mu, serialises the persists of this
+	// entry's tokens, taken after Cache.storeMu and before Cache.mu. One
+	// fetch in flight per profile is not enough for that: a fetch clears
+	// inflight before it persists, so a Refresh or an Import may install a
+	// newer token and persist it while the older one's Put is still on
+	// its way. Under persistMu each persist checks that its token is still
+	// the entry's and writes it, so an older token's Put either finishes
+	// before the newer one's starts or is skipped.
+	persistMu sync.Mutex
 }
 
 // call is one fetch in flight, shared by every Get that waits for it.
@@ -798,12 +816,16 @@ func (c *Cache) dropTokenLocked(e *entry) {
 }
 
 // persist writes t, e's token, to the store, unless e no longer holds t.
+// The persists of different profiles run concurrently (see storeMu and
+// entry.persistMu for what orders them).
 func (c *Cache) persist(e *entry, t *token.Token) {
 	if c.store == nil {
 		return
 	}
-	c.storeMu.Lock()
-	defer c.storeMu.Unlock()
+	c.storeMu.RLock()
+	defer c.storeMu.RUnlock()
+	e.persistMu.Lock()
+	defer e.persistMu.Unlock()
 	c.mu.Lock()
 	if c.entries[e.profile.Name] != e || e.tok != t {
 		c.mu.Unlock()

@@ -134,7 +134,13 @@
 // forgotten or received an imported token is discarded; its waiters look
 // again. Every token fetched or imported is written with Store.Put, with
 // absolute IssuedAt and Expiry and the fingerprint; a Store error is logged,
-// shown in Status, and the token is served from memory all the same.
+// shown in Status, and the token is served from memory all the same. The
+// Puts of different profiles run concurrently, so that a burst of refreshes
+// reaches the store together and store.Put commits it in few transactions;
+// those of one profile run one at a time, each only if its token is still
+// the profile's, so an older token never overwrites a newer one; and a
+// Delete by Forget or SetProfiles waits for the Puts in progress, so a
+// fetch that finished meanwhile never writes a deleted record back.
 //
 // # Time
 //

@@ -54,6 +54,14 @@ func withSeed(seed uint64) harnessOption {
 
 func withoutStore() harnessOption { return func(o *cache.Options) { o.Store = nil } }
 
+// withStore makes the cache persist into s instead of h.store.
+func withStore(s cache.Store) harnessOption { return func(o *cache.Options) { o.Store = s } }
+
+// withObserve sets Options.Observe.
+func withObserve(f func(cache.FetchResult)) harnessOption {
+	return func(o *cache.Options) { o.Observe = f }
+}
+
 func newHarness(t *testing.T, opts ...harnessOption) *harness {
 	t.Helper()
 	h := &harness{
