@@ -36,6 +36,11 @@ type policy struct {
 	rateLimitBackoff   time.Duration
 	maxBackoff         time.Duration
 	permanentRetry     time.Duration
+	// fleetCeiling, when positive, replaces maxBackoff as the retry
+	// ceiling and draws the delays that reach it with equal jitter:
+	// max(StartJitter, rateLimitBackoff) for a cache with a StartJitter,
+	// zero without one.
+	fleetCeiling time.Duration
 }
 
 func newPolicy(o Options) policy {
@@ -55,6 +60,9 @@ func newPolicy(o Options) policy {
 		permanentRetry:     def(DefaultPermanentRetry, o.PermanentRetry),
 	}
 	p.rateLimitBackoff = max(p.rateLimitBackoff, p.baseBackoff)
+	if o.StartJitter > 0 {
+		p.fleetCeiling = max(o.StartJitter, p.rateLimitBackoff)
+	}
 	return p
 }
 
@@ -103,10 +111,13 @@ func (p policy) refreshTime(issued, expiry time.Time, r float64) time.Time {
 // failure, err, for a jitter draw r in [0, 1), when the held token is
 // served for served more (0: no token is served):
 //
-//   - retryable: full jitter, r·min(maxBackoff, base·2^(failures-1)), at
-//     least minRetryDelay, where base is rateLimitBackoff for a rate-limit
-//     answer (429) and baseBackoff otherwise; but no more than served/2
-//     (at least minServedRetryCap) while a token is served;
+//   - retryable: full jitter, r·min(C, base·2^(failures-1)), at least
+//     minRetryDelay, where base is rateLimitBackoff for a rate-limit
+//     answer (429) and baseBackoff otherwise, and the ceiling C is
+//     maxBackoff; with a fleet ceiling (a StartJitter), C is that ceiling
+//     and a delay that reaches it is drawn with equal jitter instead,
+//     C/2 + r·C/2; but no more than served/2 (at least
+//     minServedRetryCap) while a token is served;
 //   - permanent: permanentRetry plus up to a tenth of it;
 //
 // and in both cases at least the server's Retry-After.
@@ -118,15 +129,23 @@ func (p policy) retryDelay(failures int, err error, r float64, served time.Durat
 			base = p.rateLimitBackoff
 		}
 		ceiling := p.maxBackoff
+		if p.fleetCeiling > 0 {
+			ceiling = p.fleetCeiling
+		}
+		reached := true
 		if failures < 1 {
 			failures = 1
 		}
 		if failures <= 32 {
 			if c := base << (failures - 1); c > 0 && c < ceiling {
-				ceiling = c
+				ceiling, reached = c, false
 			}
 		}
-		d = max(time.Duration(r*float64(ceiling)), min(minRetryDelay, base))
+		if reached && p.fleetCeiling > 0 {
+			d = ceiling/2 + time.Duration(r*float64(ceiling/2))
+		} else {
+			d = max(time.Duration(r*float64(ceiling)), min(minRetryDelay, base))
+		}
 		if served > 0 {
 			d = min(d, max(served/2, minServedRetryCap))
 		}
@@ -134,6 +153,20 @@ func (p policy) retryDelay(failures int, err error, r float64, served time.Durat
 		d = p.permanentRetry + time.Duration(r*float64(p.permanentRetry/10))
 	}
 	return max(d, retryAfter(err))
+}
+
+// backoffStep returns the n of retryDelay for an attempt that failed after
+// failures consecutive failures, the last rateLimitedRun of them rate-limit
+// answers (429). With a fleet ceiling, a 429 always takes the first step,
+// full jitter over RateLimitBackoff: the domain is up and its per-minute
+// window is full, so the host tries the next window or two instead of
+// sleeping up to the ceiling that an outage's failures reached (package
+// comment, "Failures"). Without one, every failure counts, as before.
+func (p policy) backoffStep(failures, rateLimitedRun int) int {
+	if p.fleetCeiling > 0 && rateLimitedRun > 0 {
+		return 1
+	}
+	return failures
 }
 
 // retryable reports whether err may go away by itself: a token.RetryError

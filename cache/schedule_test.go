@@ -215,3 +215,54 @@ func TestRetryDelayFullJitterRange(t *testing.T) {
 		}
 	}
 }
+
+// TestRetryDelayFleetCeiling: with a StartJitter, the retry ceiling is
+// max(StartJitter, RateLimitBackoff) instead of MaxBackoff, and a delay
+// that reaches it is drawn with equal jitter, in [C/2, C); below it, and
+// without a StartJitter, full jitter as before. The cap by the held
+// token's life and the Retry-After floor stay.
+func TestRetryDelayFleetCeiling(t *testing.T) {
+	unavailable := &oauth.Error{StatusCode: 503, Retryable: true}
+	slowDown := &oauth.Error{StatusCode: 503, Retryable: true, RetryAfter: 20 * time.Minute}
+	c := 8*time.Minute + 40*time.Second
+	fleet := newPolicy(Options{StartJitter: c})
+	small := newPolicy(Options{StartJitter: 10 * time.Second})
+	single := newPolicy(Options{})
+	tests := []struct {
+		name     string
+		p        policy
+		failures int
+		err      error
+		r        float64
+		served   time.Duration
+		want     time.Duration
+	}{
+		{"below the ceiling: full jitter", fleet, 3, unavailable, 0, 0, 250 * time.Millisecond},
+		{"9th failure, still below", fleet, 9, unavailable, almostOne, 0, 256 * time.Second},
+		{"at the ceiling: equal jitter, bottom", fleet, 11, unavailable, 0, 0, c / 2},
+		{"at the ceiling: equal jitter, top", fleet, 100, unavailable, almostOne, 0, c},
+		{"cap by the served life stays", fleet, 100, unavailable, 0, 4 * time.Minute, 2 * time.Minute},
+		{"Retry-After floor stays", fleet, 100, slowDown, almostOne, 0, 20 * time.Minute},
+		{"ceiling at least RateLimitBackoff", small, 100, unavailable, 0, 0, 30 * time.Second},
+		{"no StartJitter: 5 min, full jitter", single, 100, unavailable, 0, 0, 250 * time.Millisecond},
+		{"no StartJitter: top", single, 100, unavailable, almostOne, 0, 5 * time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.p.retryDelay(tt.failures, tt.err, tt.r, tt.served); (got - tt.want).Abs() > time.Millisecond {
+				t.Errorf("retryDelay(%d, %v, %v, %v) = %v, want %v", tt.failures, tt.err, tt.r, tt.served, got, tt.want)
+			}
+		})
+	}
+	// A 429 after an outage's failures takes the first step with a fleet
+	// ceiling, every failure without one.
+	if n := fleet.backoffStep(12, 1); n != 1 {
+		t.Errorf("fleet: step after 11 failures and a 429 = %d, want 1", n)
+	}
+	if n := single.backoffStep(12, 1); n != 12 {
+		t.Errorf("single host: step after 11 failures and a 429 = %d, want 12", n)
+	}
+	if n := fleet.backoffStep(12, 0); n != 12 {
+		t.Errorf("fleet: step after 12 failures = %d, want 12", n)
+	}
+}

@@ -129,7 +129,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				c.Name = fmt.Sprintf("%s %s %d", sc, name, hosts)
 				switch {
 				case sc == "outage":
+					// The fleet's start_jitter, as configured for cold
+					// starts, also sets its retry ceiling (package cache,
+					// "Failures").
 					c.Warm, c.OutageAt, c.OutageFor = true, *outageAt, *outageFor
+					c.StartJitter = time.Duration(*jitter * float64(c.Floor()))
+					if *jitter != fleet.StartJitterFactor {
+						c.Name += fmt.Sprintf(" jitter %.3gx", *jitter)
+					}
 				case sc == "steady":
 					c.Warm, c.Horizon = true, steadyTo
 				default:
