@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -297,6 +299,7 @@ func (c *conn) serve() {
 // credentials, if known.
 func (c *conn) run(ctx context.Context) {
 	defer c.close()
+	defer c.recoverPanic()
 	c.accepted = time.Now()
 	c.bufs = connBufferPool.Get().(*connBuffers)
 	c.buf, c.out, c.head.fields = c.bufs.read, c.bufs.out[:0], c.bufs.fields[:0]
@@ -304,6 +307,21 @@ func (c *conn) run(ctx context.Context) {
 	c.cred, _ = peerCredFrom(ctx)
 	for first := true; c.serveOne(first); first = false {
 	}
+}
+
+// recoverPanic, deferred, turns a panic outside a handler (the parser,
+// the fast path, the cache's Held it calls) into a 500 that ends the
+// connection, not the daemon: net/http recovered it for every
+// connection, and Held was called under its recover before the fast path.
+func (c *conn) recoverPanic() {
+	v := recover()
+	if v == nil {
+		return
+	}
+	buf := make([]byte, 16<<10)
+	buf = buf[:runtime.Stack(buf, false)]
+	c.srv.log.Error("panic serving a socket connection", "panic", fmt.Sprint(v), "stack", string(buf))
+	c.writeError(http.StatusInternalServerError, "internal error")
 }
 
 // serveOne reads one request and answers it; it reports whether the
