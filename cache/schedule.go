@@ -114,16 +114,25 @@ func (p policy) refreshTime(issued, expiry time.Time, r float64) time.Time {
 //   - retryable: full jitter, r·min(C, base·2^(failures-1)), at least
 //     minRetryDelay, where base is rateLimitBackoff for a rate-limit
 //     answer (429) and baseBackoff otherwise, and the ceiling C is
-//     maxBackoff; with a fleet ceiling (a StartJitter), C is that ceiling
-//     and a delay that reaches it is drawn with equal jitter instead,
-//     C/2 + r·C/2; but no more than served/2 (at least
-//     minServedRetryCap) while a token is served;
+//     maxBackoff; but no more than served/2 (at least minServedRetryCap)
+//     while a token is served;
+//   - retryable with a fleet ceiling (a StartJitter): C is that ceiling;
+//     once base·2^(failures-1) reaches rateLimitBackoff the delay is
+//     drawn at the ceiling with equal jitter, C·3/4 + r·C/4; a 429 is
+//     drawn r·min(C, max(rateLimitBackoff, served/4)) whatever the
+//     failures before it; and the cap by served/2 stays;
 //   - permanent: permanentRetry plus up to a tenth of it;
 //
 // and in both cases at least the server's Retry-After.
 func (p policy) retryDelay(failures int, err error, r float64, served time.Duration) time.Duration {
 	var d time.Duration
-	if retryable(err) {
+	switch {
+	case !retryable(err):
+		d = p.permanentRetry + time.Duration(r*float64(p.permanentRetry/10))
+	case p.fleetCeiling > 0 && rateLimited(err):
+		w := min(p.fleetCeiling, max(p.rateLimitBackoff, served/4))
+		d = max(time.Duration(r*float64(w)), minRetryDelay)
+	default:
 		base := p.baseBackoff
 		if rateLimited(err) {
 			base = p.rateLimitBackoff
@@ -137,20 +146,19 @@ func (p policy) retryDelay(failures int, err error, r float64, served time.Durat
 			failures = 1
 		}
 		if failures <= 32 {
-			if c := base << (failures - 1); c > 0 && c < ceiling {
+			c := base << (failures - 1)
+			if c > 0 && c < ceiling && (p.fleetCeiling == 0 || c < p.rateLimitBackoff) {
 				ceiling, reached = c, false
 			}
 		}
 		if reached && p.fleetCeiling > 0 {
-			d = ceiling/2 + time.Duration(r*float64(ceiling/2))
+			d = ceiling - ceiling/4 + time.Duration(r*float64(ceiling/4))
 		} else {
 			d = max(time.Duration(r*float64(ceiling)), min(minRetryDelay, base))
 		}
-		if served > 0 {
-			d = min(d, max(served/2, minServedRetryCap))
-		}
-	} else {
-		d = p.permanentRetry + time.Duration(r*float64(p.permanentRetry/10))
+	}
+	if served > 0 && retryable(err) {
+		d = min(d, max(served/2, minServedRetryCap))
 	}
 	return max(d, retryAfter(err))
 }

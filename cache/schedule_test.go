@@ -217,13 +217,16 @@ func TestRetryDelayFullJitterRange(t *testing.T) {
 }
 
 // TestRetryDelayFleetCeiling: with a StartJitter, the retry ceiling is
-// max(StartJitter, RateLimitBackoff) instead of MaxBackoff, and a delay
-// that reaches it is drawn with equal jitter, in [C/2, C); below it, and
-// without a StartJitter, full jitter as before. The cap by the held
-// token's life and the Retry-After floor stay.
+// max(StartJitter, RateLimitBackoff) instead of MaxBackoff; once the
+// doubling reaches RateLimitBackoff (an outage, not a blip) a delay is
+// drawn at the ceiling with equal jitter, in [3C/4, C); a 429 is drawn
+// over min(C, max(RateLimitBackoff, served/4)) whatever came before it.
+// Below the minute, and without a StartJitter, full jitter as before. The
+// cap by the held token's life and the Retry-After floor stay.
 func TestRetryDelayFleetCeiling(t *testing.T) {
 	unavailable := &oauth.Error{StatusCode: 503, Retryable: true}
 	slowDown := &oauth.Error{StatusCode: 503, Retryable: true, RetryAfter: 20 * time.Minute}
+	rateLimited := &oauth.Error{StatusCode: 429, Retryable: true}
 	c := 8*time.Minute + 40*time.Second
 	fleet := newPolicy(Options{StartJitter: c})
 	small := newPolicy(Options{StartJitter: 10 * time.Second})
@@ -237,15 +240,21 @@ func TestRetryDelayFleetCeiling(t *testing.T) {
 		served   time.Duration
 		want     time.Duration
 	}{
-		{"below the ceiling: full jitter", fleet, 3, unavailable, 0, 0, 250 * time.Millisecond},
-		{"9th failure, still below", fleet, 9, unavailable, almostOne, 0, 256 * time.Second},
-		{"at the ceiling: equal jitter, bottom", fleet, 11, unavailable, 0, 0, c / 2},
+		{"below the minute: full jitter", fleet, 3, unavailable, 0, 0, 250 * time.Millisecond},
+		{"6th failure, 32s: still full jitter", fleet, 6, unavailable, almostOne, 0, 32 * time.Second},
+		{"7th failure, 64s: the ceiling, bottom", fleet, 7, unavailable, 0, 0, c * 3 / 4},
 		{"at the ceiling: equal jitter, top", fleet, 100, unavailable, almostOne, 0, c},
 		{"cap by the served life stays", fleet, 100, unavailable, 0, 4 * time.Minute, 2 * time.Minute},
 		{"Retry-After floor stays", fleet, 100, slowDown, almostOne, 0, 20 * time.Minute},
-		{"ceiling at least RateLimitBackoff", small, 100, unavailable, 0, 0, 30 * time.Second},
+		{"ceiling at least RateLimitBackoff", small, 100, unavailable, 0, 0, 45 * time.Second},
+		{"429, no token: one minute", fleet, 12, rateLimited, almostOne, 0, time.Minute},
+		{"429, zero draw: floor", fleet, 12, rateLimited, 0, 0, 250 * time.Millisecond},
+		{"429, 20 min served: a quarter of it", fleet, 1, rateLimited, almostOne, 20 * time.Minute, 5 * time.Minute},
+		{"429, 50 min served: the ceiling", fleet, 1, rateLimited, 0.5, 50 * time.Minute, c / 2},
+		{"429, 40s served: the cap", fleet, 1, rateLimited, almostOne, 40 * time.Second, 20 * time.Second},
 		{"no StartJitter: 5 min, full jitter", single, 100, unavailable, 0, 0, 250 * time.Millisecond},
 		{"no StartJitter: top", single, 100, unavailable, almostOne, 0, 5 * time.Minute},
+		{"no StartJitter: 429 grows", single, 3, rateLimited, almostOne, 20 * time.Minute, 4 * time.Minute},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
