@@ -118,6 +118,7 @@ func (c *conn) serveSlow(keep bool) bool {
 	req, rerr := c.newRequest()
 	if rerr != nil {
 		c.writeError(rerr.status, rerr.msg)
+		c.linger = true
 		return false
 	}
 	w := &responseWriter{c: c, header: make(http.Header, 4), body: c.scratch[:0]}
@@ -134,11 +135,13 @@ func (c *conn) serveSlow(keep bool) bool {
 		return false
 	case panicked != nil:
 		c.writeError(http.StatusInternalServerError, "internal error")
+		c.linger = c.body.pending()
 		return false
 	}
 	// As net/http: the connection goes on if what the handler left of the
 	// body is small enough to read and drop, and the client may be told so.
-	if gone || !c.body.drain() || hasToken(w.header.Values("Connection"), "close") || c.srv.inShutdown.Load() {
+	c.linger = !gone && !c.body.drain()
+	if gone || c.linger || hasToken(w.header.Values("Connection"), "close") || c.srv.inShutdown.Load() {
 		keep = false
 	}
 	c.writeResponse(w, req.Method == http.MethodHead, keep, keepAlive10)

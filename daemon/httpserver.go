@@ -57,6 +57,10 @@ type httpServer struct {
 	// maxHeaderBytes bounds a request's head: request line, header
 	// fields and the empty line that ends them.
 	maxHeaderBytes int
+	// lingerTimeout bounds how long a connection closed on a request it
+	// did not read to the end reads and drops what its client still sends
+	// (lingerClose).
+	lingerTimeout time.Duration
 
 	date atomic.Pointer[dateLine] // the Date field of this second's answers
 
@@ -88,6 +92,7 @@ func newHTTPServer(s *server, log *slog.Logger) *httpServer {
 		writeTimeout:      s.getTimeout + 5*time.Second,
 		idleTimeout:       60 * time.Second,
 		maxHeaderBytes:    16 << 10,
+		lingerTimeout:     500 * time.Millisecond,
 		conns:             make(map[*conn]struct{}),
 		handoff:           make(chan *conn),
 		stopWorkers:       make(chan struct{}),
@@ -281,6 +286,7 @@ type conn struct {
 	rd, wd    time.Time // the read and write deadlines last set
 	bodyStart time.Time // when the current request's body was first read from the socket
 	broken    bool      // a write failed: nothing more can be sent
+	linger    bool      // the client may still be sending a request the server did not read to the end
 
 	head requestHead
 	body requestBody
@@ -334,6 +340,7 @@ func (c *conn) serveOne(first bool) bool {
 	if rerr != nil {
 		c.srv.log.Debug("socket request refused", "status", rerr.status, "err", rerr.msg)
 		c.writeError(rerr.status, rerr.msg)
+		c.linger = true
 		return false
 	}
 	c.r += n // the head's slices stay valid until the next fill
@@ -351,6 +358,9 @@ func (c *conn) serveOne(first bool) bool {
 
 func (c *conn) close() {
 	c.flush()
+	if c.linger && !c.broken {
+		c.lingerClose()
+	}
 	c.nc.Close()
 	c.state.Store(stateClosed)
 	c.srv.forget(c)
@@ -362,6 +372,24 @@ func (c *conn) close() {
 	}
 	connBufferPool.Put(c.bufs)
 	c.bufs, c.buf, c.out, c.head.fields = nil, nil, nil, nil
+}
+
+// lingerClose ends the writing half of a connection the server closes
+// while its client may still be sending (a head too large, a body not
+// read to the end), then reads and drops what comes until the client
+// closes or lingerTimeout passes, as net/http's closeWriteAndWait waits:
+// closed at once, the client's writes fail (EPIPE) and it never reads the
+// answer that says why.
+func (c *conn) lingerClose() {
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	c.nc.SetReadDeadline(time.Now().Add(c.srv.lingerTimeout))
+	for c.r, c.w = 0, 0; ; {
+		if _, err := c.nc.Read(c.buf); err != nil {
+			return
+		}
+	}
 }
 
 // closeIfIdle closes the connection if it waits for a request; Shutdown

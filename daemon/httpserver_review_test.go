@@ -41,3 +41,40 @@ func TestPanicOnTheFastPathSparesTheDaemon(t *testing.T) {
 		t.Errorf("after the panic: %d %s", resp.StatusCode, body)
 	}
 }
+
+// TestRefusalReachesAClientStillSending shows that a client still
+// writing what the server refused (a head over 16 KiB, an import body
+// past its bound) reads the refusal: the server ends its writing half and
+// drops what comes, rather than closing under the client, whose writes
+// then failed with EPIPE before it read the answer (net/http's client saw
+// "broken pipe" in TestRawHTTP's 431 case, one run in three).
+func TestRefusalReachesAClientStillSending(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		status   int
+	}{
+		{"head over 16 KiB", "GET /v1/status HTTP/1.1\r\nHost: tokd\r\nX-Padding: " + strings.Repeat("x", 20<<10), http.StatusRequestHeaderFieldsTooLarge},
+		{"body too large to drop", "GET /v1/token/open HTTP/1.1\r\nHost: tokd\r\nContent-Length: 1000000\r\n\r\n", http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newTestServer(t, newTestTokens())
+			s.lingerTimeout = waitLimit
+			c, done := connect(t, s, rootCred)
+			io.WriteString(c, tc.in)
+			br := bufio.NewReader(c)
+			resp, body := readAnswer(t, br, false)
+			if resp.StatusCode != tc.status || !resp.Close {
+				t.Errorf("answer %d (close %v) %s, want %d and Connection: close", resp.StatusCode, resp.Close, body, tc.status)
+			}
+			if n, err := br.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+				t.Fatalf("after the answer: read %d bytes, %v; want EOF", n, err)
+			}
+			// The client goes on sending the rest of its request.
+			if _, err := c.Write(make([]byte, 64<<10)); err != nil {
+				t.Errorf("writing the rest of the request after the answer: %v", err)
+			}
+			c.Close()
+			<-done
+		})
+	}
+}

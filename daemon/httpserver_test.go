@@ -411,6 +411,7 @@ func TestConnAnswers(t *testing.T) {
 				if n, err := br.Read(make([]byte, 1)); n != 0 || err == nil {
 					t.Fatalf("after the answers: read %d bytes, %v; want the server to close the connection", n, err)
 				}
+				c.Close() // a server lingering on a refused request sees the close
 				select {
 				case <-done:
 				case <-time.After(waitLimit):
