@@ -154,24 +154,49 @@ func TestColdStartSpread(t *testing.T) {
 }
 
 // TestOutage takes the identity domain down for 30 minutes while every
-// host holds a token part-way through its life: no host may lose a
-// token that is still valid (the serving invariant), nothing gets through
-// during the outage, the fleet recovers by itself, and hardly any host
-// sleeps in its backoff through the domain's return while its token runs
-// out (the retry cap; 10% of the hosts before it).
+// host of the two fleets holds a token part-way through its life,
+// with the start jitter docs/FLEET.md sizes (it also spreads the retries,
+// package cache, "Failures"): no host may lose a token that is still
+// valid (the serving invariant), nothing gets through during the outage,
+// every host is served again within 1.5 times the floor of the outage's
+// end (the cold start's target, read for the recovery), at most 1% of the
+// tokens run out after the domain is back, and the share of requests
+// refused until recovery stays under 5% (Premium) or under the bound
+// measured (Free: missed, see below). Free runs at full size; scaled to
+// 200 hosts, the per-second limit binds (200 Premium hosts at 2/s: 1.73x).
 func TestOutage(t *testing.T) {
 	for _, tt := range []struct {
-		name  string
-		limit emulator.RateLimit
+		name       string
+		hosts      int
+		typ        emulator.DomainType
+		retryAfter bool
+		// maxRefused is the bound on the share refused until recovery:
+		// MaxRefusedShare where the target is met.
+		maxRefused float64
+		// maxRecovery bounds Recovered over the floor: MaxConvergence
+		// where the target is met.
+		maxRecovery float64
 	}{
-		{"free", smallFree},
-		{"free retry-after", withRetryAfter(smallFree, true)},
-		{"premium", smallPremium},
+		// Missed: about 850 of 1,000 hosts want a token when the domain
+		// returns, at 150/min; 17.5% measured (seed 1), 17-19% over seeds
+		// 1-3 (docs/FLEET.md §5). A regression fails here.
+		{"free 1000", 1000, emulator.DomainFree, false, 0.20, MaxConvergence},
+		{"free 1000 retry-after", 1000, emulator.DomainFree, true, 0.20, MaxConvergence},
+		// 10,000 Premium hosts take a minute under -race, so CI runs 200
+		// against the limit scaled by 200/10,000 (2/s, 68/min), where the
+		// per-second limit binds: 1.73x and 14.5% measured, bounded here;
+		// at full size fleetsim measures 1.31-1.32x and 1.7-2.5% (met).
+		{"premium 10000 scaled to 200", smallHosts, -1, false, 0.16, 1.8},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			r := run(t, Config{Name: tt.name, Hosts: smallHosts, Limit: tt.limit, Seed: 1,
-				Warm: true, OutageAt: 5 * time.Minute, OutageFor: 30 * time.Minute, SweepEvery: time.Second})
+			limit := withRetryAfter(emulator.DomainRateLimit(tt.typ), tt.retryAfter)
+			if tt.typ < 0 {
+				limit = smallPremium
+			}
+			r := run(t, Config{Name: tt.name, Hosts: tt.hosts, Limit: limit, Seed: 1,
+				Warm: true, OutageAt: 5 * time.Minute, OutageFor: 30 * time.Minute, SweepEvery: 10 * time.Second,
+				StartJitter: StartJitterFor(tt.hosts, limit.PerMinute)})
 			logResult(t, r)
 			out := r.Phase("outage")
 			if out.Issued != 0 || out.Requests != out.Unavailable {
@@ -181,7 +206,13 @@ func TestOutage(t *testing.T) {
 				t.Error("no request during the outage: the scenario tests nothing")
 			}
 			if r.Recovered < 0 {
-				t.Error("the fleet never recovered")
+				t.Fatal("the fleet never recovered")
+			}
+			if ratio := r.RecoveryRatio(); ratio > tt.maxRecovery {
+				t.Errorf("recovered in %v, %.2fx the floor, want at most %.2fx", r.Recovered, ratio, tt.maxRecovery)
+			}
+			if got := r.Recovery().RefusedShare(); got >= tt.maxRefused {
+				t.Errorf("%.1f%% of requests refused until recovery, want under %.1f%%", 100*got, 100*tt.maxRefused)
 			}
 			// Tokens issued up to 34 minutes before the start: those older
 			// than 25 minutes run out during the outage, legitimately; the
@@ -190,8 +221,8 @@ func TestOutage(t *testing.T) {
 			if r.Lapsed == 0 {
 				t.Error("no token lapsed during a 30-minute outage: the scenario tests nothing")
 			}
-			if r.LapsedAfterOutage > smallHosts/100 {
-				t.Errorf("%d tokens ran out after the domain was back, want at most 1%% of the hosts (%d)", r.LapsedAfterOutage, smallHosts/100)
+			if r.LapsedAfterOutage > tt.hosts/100 {
+				t.Errorf("%d tokens ran out after the domain was back, want at most 1%% of the hosts (%d)", r.LapsedAfterOutage, tt.hosts/100)
 			}
 		})
 	}
