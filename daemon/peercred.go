@@ -1,14 +1,9 @@
 package daemon
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"net"
-	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"unsafe"
@@ -82,25 +77,29 @@ func readPeerCred(c net.Conn) (*PeerCred, error) {
 	if credErr != nil {
 		return nil, fmt.Errorf("peer credentials: %w", credErr)
 	}
-	pid := ucred.Pid
-	return &PeerCred{PID: pid, UID: ucred.Uid, GID: ucred.Gid, readGroups: func() []uint32 {
-		return connGroups(raw, pid)
+
+	return &PeerCred{PID: ucred.Pid, UID: ucred.Uid, GID: ucred.Gid, readGroups: func() []uint32 {
+		return connGroups(raw)
 	}}, nil
 }
 
 // connGroups reads the supplementary groups of a connection's peer. Once
 // the connection is closed there is no request left to authorise, and it
 // returns none.
-func connGroups(raw syscall.RawConn, pid int32) []uint32 {
+func connGroups(raw syscall.RawConn) []uint32 {
 	var groups []uint32
 	var groupsErr error
 	if err := raw.Control(func(fd uintptr) { groups, groupsErr = peerGroups(int(fd)) }); err != nil {
 		return nil
 	}
 	if groupsErr != nil {
-		// Kernels before 4.13 lack SO_PEERGROUPS: read them from /proc,
-		// which races with the caller's exit and pid reuse.
-		groups, _ = procGroups(pid)
+		// Kernels before 4.13 lack SO_PEERGROUPS. Reading the groups from
+		// /proc/PID/status instead would race with the caller's exit and
+		// the reuse of its pid, more so since the groups are read at the
+		// first request that needs them, not at connect: access through
+		// supplementary groups then fails closed, and allowed_gids matches
+		// the primary group only.
+		return nil
 	}
 	return groups
 }
@@ -122,33 +121,4 @@ func peerGroups(fd int) ([]uint32, error) {
 			return buf[:size/4], nil
 		}
 	}
-}
-
-// procGroups reads the supplementary groups of pid from /proc, where
-// SO_PEERGROUPS is missing; a process that exits first simply has none.
-func procGroups(pid int32) ([]uint32, error) {
-	if pid <= 0 {
-		return nil, errors.New("no pid")
-	}
-	f, err := os.Open("/proc/" + strconv.Itoa(int(pid)) + "/status")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		rest, ok := strings.CutPrefix(sc.Text(), "Groups:")
-		if !ok {
-			continue
-		}
-		var groups []uint32
-		for _, g := range strings.Fields(rest) {
-			n, err := strconv.ParseUint(g, 10, 32)
-			if err == nil {
-				groups = append(groups, uint32(n))
-			}
-		}
-		return groups, nil
-	}
-	return nil, sc.Err()
 }
