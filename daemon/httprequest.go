@@ -405,7 +405,14 @@ const maxChunkLine = 4096
 // instead (net/http's maxPostHandlerReadBytes).
 const maxDrain = 256 << 10
 
-var errMalformedChunk = errors.New("malformed chunked request body")
+// maxChunkExcess bounds the chunk framing beyond its allowance
+// (requestBody.excess); net/http's bound too.
+const maxChunkExcess = 16 << 10
+
+var (
+	errMalformedChunk = errors.New("malformed chunked request body")
+	errChunkExcess    = errors.New("chunked request body with too much framing for its data")
+)
 
 // requestBody reads one request's body from its connection: Content-Length
 // bytes, or chunks until the last one and its trailer. It is the Body of
@@ -418,8 +425,13 @@ type requestBody struct {
 	n int64
 	// inChunk says the CRLF after a chunk's data is still to read.
 	inChunk bool
-	done    bool  // the whole body was read
-	err     error // a read failed; every later read fails the same way
+	// excess counts chunk framing (size lines, extensions, CRLFs) beyond
+	// an allowance per chunk and per data byte, as net/http does: tiny
+	// chunks with long extensions would otherwise cost the server CPU
+	// without bound for a small body.
+	excess int64
+	done   bool  // the whole body was read
+	err    error // a read failed; every later read fails the same way
 
 	expectContinue bool // the client waits for 100 Continue
 	continueSent   bool
@@ -519,6 +531,11 @@ func (b *requestBody) nextChunk() error {
 			return errMalformedChunk
 		}
 		n = n<<4 | int64(d)
+	}
+	b.excess += int64(len(line)) + 2 - 16 - 2*n
+	b.excess = max(b.excess, 0)
+	if b.excess > maxChunkExcess {
+		return errChunkExcess
 	}
 	if n > 0 {
 		b.n, b.inChunk = n, true
