@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/tokd/tokd/apitype"
+	"github.com/tokd/tokd/internal/errtext"
 	"github.com/tokd/tokd/internal/jsonlite"
 )
 
@@ -145,36 +146,9 @@ func (c *Client) call(method, path string, body []byte, decode func(d *jsonlite.
 		return nil
 	}
 	if err := jsonlite.Decode(respBody, decode); err != nil {
-		return wrap("reading tokd's answer", err)
+		return errtext.Wrap("reading tokd's answer", err)
 	}
 	return nil
-}
-
-// contextError is an error with its context, as fmt.Errorf("...: %w")
-// makes one (fmt is left out of tokctl, like encoding/json).
-type contextError struct {
-	msg string // the whole message
-	err error  // what errors.Is and errors.As look into
-}
-
-func (e *contextError) Error() string { return e.msg }
-func (e *contextError) Unwrap() error { return e.err }
-
-// wrap returns err with context before it: "context: err".
-func wrap(context string, err error) error {
-	return &contextError{msg: context + ": " + err.Error(), err: err}
-}
-
-// quoteShort quotes s cut to its first n runes, as fmt's %.Nq does.
-func quoteShort(s string, n int) string {
-	for i := range s {
-		if n == 0 {
-			s = s[:i]
-			break
-		}
-		n--
-	}
-	return strconv.Quote(s)
 }
 
 // roundTrip sends one HTTP/1.1 request with Connection: close and reads
@@ -200,15 +174,15 @@ func (c *Client) roundTrip(method, path string, body []byte) (int, map[string]st
 	req = append(req, "\r\n"...)
 	req = append(req, body...)
 	if err := writeAll(fd, req); err != nil {
-		return 0, nil, nil, wrap("sending to tokd at "+c.Socket, err)
+		return 0, nil, nil, errtext.Wrap("sending to tokd at "+c.Socket, err)
 	}
 	raw, err := readAll(fd, deadline)
 	if err != nil {
-		return 0, nil, nil, wrap("reading from tokd at "+c.Socket, err)
+		return 0, nil, nil, errtext.Wrap("reading from tokd at "+c.Socket, err)
 	}
 	status, header, respBody, err := parseResponse(raw)
 	if err != nil {
-		return 0, nil, nil, wrap("tokd at "+c.Socket, err)
+		return 0, nil, nil, errtext.Wrap("tokd at "+c.Socket, err)
 	}
 	return status, header, respBody, nil
 }
@@ -222,11 +196,11 @@ func (c *Client) timeout() time.Duration {
 
 func (c *Client) dial() (int, error) {
 	if c.Socket == "" {
-		return -1, &contextError{msg: ErrUnreachable.Error() + ": no socket path", err: ErrUnreachable}
+		return -1, &errtext.Error{Msg: ErrUnreachable.Error() + ": no socket path", Err: ErrUnreachable}
 	}
 	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return -1, wrap("socket", err)
+		return -1, errtext.Wrap("socket", err)
 	}
 	tv := syscall.NsecToTimeval(c.timeout().Nanoseconds())
 	_ = syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_SNDTIMEO, &tv)
@@ -240,9 +214,9 @@ func (c *Client) dial() (int, error) {
 		syscall.Close(fd)
 		switch err {
 		case syscall.ENOENT, syscall.ECONNREFUSED, syscall.ENOTDIR:
-			return -1, &contextError{msg: ErrUnreachable.Error() + " at " + c.Socket + ": " + err.Error(), err: ErrUnreachable}
+			return -1, &errtext.Error{Msg: ErrUnreachable.Error() + " at " + c.Socket + ": " + err.Error(), Err: ErrUnreachable}
 		}
-		return -1, wrap("connecting to tokd at "+c.Socket, err)
+		return -1, errtext.Wrap("connecting to tokd at "+c.Socket, err)
 	}
 	return fd, nil
 }
@@ -317,13 +291,13 @@ func parseResponse(raw []byte) (int, map[string]string, []byte, error) {
 	code, _, _ := strings.Cut(rest, " ")
 	status, err := strconv.Atoi(code)
 	if !strings.HasPrefix(proto, "HTTP/1.") || err != nil || status < 100 || status > 999 {
-		return 0, nil, nil, errors.New("not an HTTP answer: " + quoteShort(lines[0], 40))
+		return 0, nil, nil, errors.New("not an HTTP answer: " + errtext.QuoteShort(lines[0], 40))
 	}
 	header := make(map[string]string, len(lines))
 	for _, l := range lines[1:] {
 		k, v, ok := strings.Cut(l, ":")
 		if !ok {
-			return 0, nil, nil, errors.New("malformed header line " + quoteShort(l, 40))
+			return 0, nil, nil, errors.New("malformed header line " + errtext.QuoteShort(l, 40))
 		}
 		header[strings.ToLower(strings.TrimSpace(k))] = strings.TrimSpace(v)
 	}

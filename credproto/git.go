@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tokd/tokd/internal/errtext"
 )
 
 // MaxGitLine is git's own limit on one credential line (credential.c).
@@ -57,7 +59,7 @@ func ParseGitRequest(r io.Reader) (*GitRequest, error) {
 		}
 		key, value, ok := strings.Cut(line, "=")
 		if !ok {
-			return nil, errors.New("credential line without '=': " + quoteShort(line, 40))
+			return nil, errors.New("credential line without '=': " + errtext.QuoteShort(line, 40))
 		}
 		switch key {
 		case "protocol":
@@ -97,24 +99,11 @@ type readError struct{ err error }
 func (e *readError) Error() string { return "reading the credential request: " + e.err.Error() }
 func (e *readError) Unwrap() error { return e.err }
 
-// quoteShort quotes s cut to its first n runes, as fmt's %.Nq does (fmt
-// is left out of tokctl, which links this package).
-func quoteShort(s string, n int) string {
-	for i := range s {
-		if n == 0 {
-			s = s[:i]
-			break
-		}
-		n--
-	}
-	return strconv.Quote(s)
-}
-
 // setURL splits a url attribute as git does: protocol, host, path.
 func (r *GitRequest) setURL(u string) error {
 	proto, rest, ok := strings.Cut(u, "://")
 	if !ok || proto == "" {
-		return errors.New("credential url without a scheme: " + quoteShort(u, 60))
+		return errors.New("credential url without a scheme: " + errtext.QuoteShort(u, 60))
 	}
 	host, path, _ := strings.Cut(rest, "/")
 	if at := strings.LastIndexByte(host, '@'); at >= 0 {

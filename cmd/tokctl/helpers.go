@@ -13,6 +13,7 @@ import (
 
 	"github.com/tokd/tokd/client"
 	"github.com/tokd/tokd/credproto"
+	"github.com/tokd/tokd/internal/errtext"
 )
 
 // cmdGitCredential is git's credential helper:
@@ -33,7 +34,7 @@ func cmdGitCredential(c *client.Client, args []string, stdin io.Reader, stdout, 
 	}
 	req, err := credproto.ParseGitRequest(stdin)
 	if err != nil {
-		return wrap("git-credential", err)
+		return errtext.Wrap("git-credential", err)
 	}
 	if req.Protocol == "" || req.Host == "" {
 		return errors.New("git-credential: the request names no protocol and host")
@@ -188,7 +189,7 @@ func cmdExec(c *client.Client, args []string) error {
 // current directory, and a match relative to it is refused.
 func lookPath(file string) (string, error) {
 	execError := func(err error) error {
-		return &contextError{msg: "exec: " + strconv.Quote(file) + ": " + err.Error(), err: err}
+		return &errtext.Error{Msg: "exec: " + strconv.Quote(file) + ": " + err.Error(), Err: err}
 	}
 	switch file {
 	case "", ".", "..":

@@ -23,6 +23,7 @@ import (
 
 	"github.com/tokd/tokd/apitype"
 	"github.com/tokd/tokd/client"
+	"github.com/tokd/tokd/internal/errtext"
 )
 
 // Exit codes, part of tokctl's interface.
@@ -54,20 +55,6 @@ func badUsage(msg string) error { return &usageError{msg} }
 func base(path string) string {
 	path = strings.TrimRight(path, "/")
 	return path[strings.LastIndexByte(path, '/')+1:]
-}
-
-// contextError is an error with its context, as fmt.Errorf("...: %w")
-// makes one.
-type contextError struct {
-	msg string // the whole message
-	err error  // what errors.Is and errors.As look into
-}
-
-func (e *contextError) Error() string { return e.msg }
-func (e *contextError) Unwrap() error { return e.err }
-
-func wrap(context string, err error) error {
-	return &contextError{msg: context + ": " + err.Error(), err: err}
 }
 
 // errSilent is a failure already reported on stderr.
@@ -323,7 +310,7 @@ func readBounded(path string, limit int64) ([]byte, error) {
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
-		return nil, wrap("reading "+path, err)
+		return nil, errtext.Wrap("reading "+path, err)
 	}
 	if int64(len(data)) > limit {
 		return nil, errors.New(path + " is larger than " + strconv.FormatInt(limit, 10) + " bytes: not a token file")

@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -196,17 +195,5 @@ func TestBase(t *testing.T) {
 		if got, want := base(p), filepath.Base(p); got != want {
 			t.Errorf("base(%q) = %q, filepath.Base %q", p, got, want)
 		}
-	}
-}
-
-// TestErrorsUnwrap checks that the errors tokctl wraps keep their chain.
-func TestErrorsUnwrap(t *testing.T) {
-	inner := os.ErrNotExist
-	err := wrap("reading x", inner)
-	if !errors.Is(err, os.ErrNotExist) || err.Error() != fmt.Errorf("reading x: %w", inner).Error() {
-		t.Errorf("wrap: %v", err)
-	}
-	if !reflect.DeepEqual(errors.Unwrap(err), inner) {
-		t.Error("wrap does not unwrap")
 	}
 }
