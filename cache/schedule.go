@@ -100,7 +100,8 @@ func (p policy) refreshTime(issued, expiry time.Time, r float64) time.Time {
 		return issued
 	}
 	jitter := time.Duration((2*r - 1) * float64(l/10))
-	at := issued.Add(2*l/3 + jitter)
+	// 2/3·L, exactly as 2*l/3 but without overflowing for L above 146 years.
+	at := issued.Add(l/3*2 + l%3*2/3 + jitter)
 	if latest := expiry.Add(-p.refreshMargin(l)); at.After(latest) {
 		at = latest.Add(-time.Duration(r * float64(l/10)))
 	}
