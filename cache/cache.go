@@ -773,7 +773,13 @@ func (c *Cache) fetch(ctx context.Context, e *entry, cl *call, name, trigger str
 func (c *Cache) installLocked(e *entry, t *token.Token, now time.Time, fetched bool) *token.Token {
 	cp := *t
 	t = &cp
-	issued := issuedAt(t, now)
+	// Expiry is a wall time, judged as the resource server judges it.
+	// Drop any monotonic clock reading (time.Now's): Go's monotonic
+	// clock stops while the machine is suspended, and comparisons
+	// between readings would serve a token after a suspend longer than
+	// its remaining life.
+	t.Expiry, t.IssuedAt = t.Expiry.Round(0), t.IssuedAt.Round(0)
+	issued := issuedAt(t, now.Round(0))
 	if t.IssuedAt.IsZero() {
 		t.IssuedAt = issued
 	}

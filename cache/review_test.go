@@ -1,6 +1,8 @@
 package cache_test
 
 import (
+	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,5 +40,35 @@ func TestLongLivedTokenIsNotRefreshedAtOnce(t *testing.T) {
 				t.Errorf("next refresh at +%v, want within [+%v, +%v]", next.Sub(t0), lo.Sub(t0), hi.Sub(t0))
 			}
 		})
+	}
+}
+
+// monoFetcher issues tokens whose times come from time.Now, as the token
+// client's do, so that they carry Go's monotonic clock reading.
+type monoFetcher struct{}
+
+func (monoFetcher) Fetch(context.Context, string) (*oauth.Token, error) {
+	now := time.Now()
+	return &oauth.Token{AccessToken: secretMark + "mono", TokenType: "Bearer", IssuedAt: now, Expiry: now.Add(time.Hour)}, nil
+}
+
+// TestExpiryIsJudgedByTheWallClock: a token's expiry is a wall time, and
+// the cache keeps no monotonic clock reading in it. Go's monotonic clock
+// stops while the machine is suspended, so a reading kept in the expiry
+// would make time.Now().Before(expiry) compare monotonic readings and
+// serve a token after a suspend longer than its remaining life.
+func TestExpiryIsJudgedByTheWallClock(t *testing.T) {
+	h := newHarness(t)
+	h.c.SetProfiles([]cache.Profile{{Name: "ci", Fingerprint: "fp", Fetcher: monoFetcher{}, CanFetch: true}})
+	h.run()
+	tok := h.mustGet("ci")
+	st := h.status("ci")
+	for what, v := range map[string]time.Time{
+		"served token's Expiry": tok.Expiry, "served token's IssuedAt": tok.IssuedAt,
+		"status ExpiresAt": st.ExpiresAt, "status NextRefresh": st.NextRefresh,
+	} {
+		if strings.Contains(v.String(), " m=") {
+			t.Errorf("%s %v carries a monotonic clock reading", what, v)
+		}
 	}
 }

@@ -135,10 +135,10 @@ func (t *stepTimer) Stop() bool {
 //     into a fetch.
 //
 // The daemon reads only the injected clock, so this is its behaviour when
-// the Clock it is given steps. With the real clock, Go's monotonic readings
-// make the expiry and planned times of tokens fetched by the running
-// process immune to steps; those of tokens restored from the store are
-// wall times, as here.
+// the Clock it is given steps. With the real clock it is the same: the
+// cache keeps no monotonic clock reading in a token's expiry (Go's
+// monotonic clock stops during a suspend), so every token's expiry is a
+// wall time, as here; only the timers run on elapsed time.
 func TestClockSteps(t *testing.T) {
 	for _, tc := range []struct {
 		name string
