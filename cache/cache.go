@@ -803,14 +803,27 @@ func (c *Cache) installLocked(e *entry, t *token.Token, now time.Time, fetched b
 // jitterStartLocked draws e's start jitter when the cache is running with
 // a StartJitter and e can fetch but holds no token it serves: its first
 // scheduled fetch then waits until a uniform random moment in
-// [now, now+StartJitter). It draws nothing otherwise, so that a cache
-// without a StartJitter uses Options.Rand as before.
+// [now, now+StartJitter). A served token whose refresh is already due
+// waits likewise, within min(StartJitter, half its remaining servable
+// life). It draws nothing otherwise, so that a cache without a
+// StartJitter uses Options.Rand as before.
 func (c *Cache) jitterStartLocked(e *entry, now time.Time) {
 	e.startAt = time.Time{}
-	if c.startJitter <= 0 || !c.running || !e.fetchable() || (e.tok != nil && now.Before(e.serveUntil)) {
+	if c.startJitter <= 0 || !c.running || !e.fetchable() {
 		return
 	}
-	e.startAt = now.Add(time.Duration(c.rand() * float64(c.startJitter)))
+	window := c.startJitter
+	if e.tok != nil && now.Before(e.serveUntil) {
+		// A servable token whose refresh is already due (a fleet stopped
+		// past its refresh times and restarted together) is refreshed
+		// within the jitter too, but in the first half of the life it
+		// has left to serve.
+		if e.refreshAt.After(now) {
+			return
+		}
+		window = min(window, e.serveUntil.Sub(now)/2)
+	}
+	e.startAt = now.Add(time.Duration(c.rand() * float64(window)))
 }
 
 // dropTokenLocked forgets e's token and refresh token and discards a fetch

@@ -132,8 +132,12 @@
 // running, or when the profile is added or changed while it runs. It
 // delays only the scheduler: Get and Refresh fetch at once, as callers
 // must not wait for a jitter, and a profile restored with a servable
-// token is scheduled by that token as without a jitter. An expired stored
-// record that lends its refresh token is jittered like an empty profile.
+// token is scheduled by that token as without a jitter, unless its
+// refresh is already due (a fleet stopped past its refresh times and
+// restarted together): that refresh is drawn uniformly within
+// min(StartJitter, half the token's remaining servable life). An expired
+// stored record that lends its refresh token is jittered like an empty
+// profile.
 // Zero, the default, fetches at once: right for one host, since the jitter
 // depends on the fleet. For a fleet of H hosts with P profiles each on one
 // identity domain whose limit is M requests per minute,

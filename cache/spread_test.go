@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -255,4 +256,52 @@ func offsets(ts []time.Time) []time.Duration {
 		out[i] = at.Sub(t0)
 	}
 	return out
+}
+
+// TestStartJitterSpreadsDueRefreshes: a profile restored with a token it
+// still serves but whose refresh is due is refreshed at once without a
+// start jitter, and with one at a moment drawn within the jitter, but
+// within the first half of the token's remaining servable life.
+func TestStartJitterSpreadsDueRefreshes(t *testing.T) {
+	due := cache.Record{Profile: "ci", TokenType: "Bearer", AccessToken: "secret-stored", IssuedAt: t0.Add(-50 * time.Minute),
+		Expiry: t0.Add(10 * time.Minute), Fingerprint: "fp"}
+
+	h := newHarness(t, withStartJitter(0))
+	f := newFetcher(h.clk, "ci", time.Hour)
+	h.c.SetProfiles([]cache.Profile{f.profile("fp")})
+	h.c.Restore([]cache.Record{due})
+	h.run()
+	h.settle()
+	if n := f.numCalls(); n != 1 {
+		t.Fatalf("without a start jitter: %d fetches at start, want 1", n)
+	}
+	h.stopRun()
+
+	// Half of the 9m50s the token is still served, under the 10m jitter.
+	window := (10*time.Minute - 10*time.Second) / 2
+	var first []time.Time
+	for seed := range uint64(8) {
+		h := newHarness(t, withSeed(seed), withStartJitter(startJitter))
+		f := newFetcher(h.clk, "ci", time.Hour)
+		h.c.SetProfiles([]cache.Profile{f.profile("fp")})
+		h.c.Restore([]cache.Record{due})
+		h.run()
+		next := h.status("ci").NextRefresh
+		if n := f.numCalls(); n != 0 || next.Before(t0) || !next.Before(t0.Add(window)) {
+			t.Fatalf("seed %d: %d fetches, next refresh at +%v; want none yet, the refresh within [0, %v)", seed, n, next.Sub(t0), window)
+		}
+		if got := h.mustGet("ci"); got.AccessToken != due.AccessToken {
+			t.Fatalf("seed %d: during the jitter Get served another token than the stored one", seed)
+		}
+		h.advanceTo(next)
+		h.settle()
+		if n := f.numCalls(); n != 1 {
+			t.Fatalf("seed %d: %d fetches at the drawn moment, want 1", seed, n)
+		}
+		first = append(first, next)
+		h.stopRun()
+	}
+	if slices.MinFunc(first, time.Time.Compare).Equal(slices.MaxFunc(first, time.Time.Compare)) {
+		t.Errorf("every seed drew the same refresh moment +%v", first[0].Sub(t0))
+	}
 }
