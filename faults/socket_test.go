@@ -19,8 +19,8 @@ import (
 	"github.com/tokd/tokd/client"
 )
 
-// readHeaderTimeout is the daemon's http.Server.ReadHeaderTimeout
-// (daemon/daemon.go).
+// readHeaderTimeout is the time the daemon's socket server gives a
+// request's head (readHeaderTimeout in daemon/httpserver.go).
 const readHeaderTimeout = 5 * time.Second
 
 // TestSocketAbuse holds 1,000 idle connections and 200 slowloris
