@@ -11,8 +11,10 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/tokd/tokd/cache/clocktest"
 	"github.com/tokd/tokd/emulator"
 	"github.com/tokd/tokd/oauth"
+	"github.com/tokd/tokd/token"
 )
 
 // The CI versions of the fleet scenarios: 200 hosts against the published
@@ -214,6 +216,7 @@ func TestOutage(t *testing.T) {
 			if got := r.Recovery().RefusedShare(); got >= tt.maxRefused {
 				t.Errorf("%.1f%% of requests refused until recovery, want under %.1f%%", 100*got, 100*tt.maxRefused)
 			}
+			checkRecoveryClasses(t, r, tt.hosts)
 			// Tokens issued up to 34 minutes before the start: those older
 			// than 25 minutes run out during the outage, legitimately; the
 			// others must all have been renewed before theirs did, except
@@ -228,19 +231,80 @@ func TestOutage(t *testing.T) {
 	}
 }
 
+// checkRecoveryClasses checks that the classes of RecoveryClasses add up
+// to the requests until recovery, that no host sent more than one request
+// other than a retry after a 429 (the domain answered 503 until then, and
+// a token lives an hour), and that every retry after a 429 follows one of
+// the window's refusals.
+func checkRecoveryClasses(t *testing.T, r *Result, hosts int) {
+	t.Helper()
+	rec := r.Recovery()
+	var requests, refused, first, retries int
+	for _, c := range r.RecoveryClasses() {
+		requests += c.Requests
+		refused += c.Refused
+		perMinute := 0
+		for _, n := range c.PerMinute {
+			perMinute += n
+		}
+		if perMinute != c.Requests {
+			t.Errorf("class %s: %d requests per minute in all, want %d", c.Class, perMinute, c.Requests)
+		}
+		if strings.HasSuffix(c.Class, "after a 429") {
+			retries += c.Requests
+		} else {
+			first += c.Requests
+		}
+	}
+	if requests != rec.Requests || refused != rec.Refused {
+		t.Errorf("classes: %d requests, %d refused; recovery: %d, %d", requests, refused, rec.Requests, rec.Refused)
+	}
+	if first > hosts {
+		t.Errorf("%d first requests until recovery from %d hosts", first, hosts)
+	}
+	if retries > refused {
+		t.Errorf("%d retries after a 429 until recovery, but %d refusals", retries, refused)
+	}
+}
+
+// TestClassify checks the classes of host state against the fleet retry
+// ceiling C, here the start jitter of ten minutes.
+func TestClassify(t *testing.T) {
+	s := &sim{cfg: Config{StartJitter: 10 * time.Minute}, clock: clocktest.New(Start)}
+	now := Start.Add(time.Hour)
+	tok := &token.Token{AccessToken: "t"}
+	for _, tt := range []struct {
+		name string
+		h    host
+		want string
+	}{
+		{"never held", host{}, "no token, first"},
+		{"lapsed", host{held: tok, heldServed: now}, "no token, first"},
+		{"short", host{held: tok, heldServed: now.Add(10*time.Minute - time.Second)}, "S < C, first"},
+		{"long", host{held: tok, heldServed: now.Add(10 * time.Minute)}, "S >= C, first"},
+		{"after 503", host{held: tok, heldServed: now.Add(time.Minute), last: unavailable, answered: true}, "S < C, first"},
+		{"after 429", host{held: tok, heldServed: now.Add(time.Minute), last: refused, answered: true}, "S < C, after a 429"},
+		{"lapsed after 429", host{last: refused, answered: true}, "no token, after a 429"},
+	} {
+		if got := s.classify(&tt.h, now).String(); got != tt.want {
+			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
 // TestDeterministic runs the same fleet twice: same result.
 func TestDeterministic(t *testing.T) {
 	cfg := Config{Hosts: 50, Limit: emulator.RateLimit{PerSecond: 1, PerMinute: 10}, Seed: 7,
 		Warm: true, OutageAt: time.Minute, OutageFor: 10 * time.Minute, SweepEvery: time.Second}
 	a, b := run(t, cfg), run(t, cfg)
 	a.Wall, b.Wall = 0, 0
-	if diff := cmp.Diff(a, b, cmp.AllowUnexported(Result{}, record{})); diff != "" {
+	if diff := cmp.Diff(a, b, cmp.AllowUnexported(Result{}, record{}, class{})); diff != "" {
 		t.Errorf("two runs differ (-first +second):\n%s", diff)
 	}
 	cold := Config{Hosts: 50, Limit: emulator.RateLimit{PerSecond: 1, PerMinute: 10}, Seed: 7, StartJitter: StartJitterFor(50, 10)}
 	a, b = run(t, cold), run(t, cold)
 	a.Wall, b.Wall = 0, 0
-	if diff := cmp.Diff(a, b, cmp.AllowUnexported(Result{}, record{})); diff != "" {
+	if diff := cmp.Diff(a, b, cmp.AllowUnexported(Result{}, record{}, class{})); diff != "" {
 		t.Errorf("two cold starts differ (-first +second):\n%s", diff)
 	}
 }

@@ -3,6 +3,7 @@ package fleet
 import (
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -273,4 +274,117 @@ func thousands(n int) string {
 		s = s[:i] + "," + s[i:]
 	}
 	return s
+}
+
+// held is how much servable life a host's token had left when it sent a
+// request, against the fleet retry ceiling C (the start jitter, at least
+// a minute).
+type held uint8
+
+const (
+	heldNone  held = iota // no token served: none yet, or it lapsed
+	heldShort             // served for less than C more
+	heldLong              // served for C or more
+)
+
+// class is the state of a host when it sent a request.
+type class struct {
+	held     held
+	after429 bool // the endpoint's previous answer to the host was a 429
+}
+
+// String names c as the tables do.
+func (c class) String() string {
+	h := [...]string{"no token", "S < C", "S >= C"}[c.held]
+	if c.after429 {
+		return h + ", after a 429"
+	}
+	return h + ", first"
+}
+
+// classes lists every class in table order.
+func classes() []class {
+	var cs []class
+	for _, after := range []bool{false, true} {
+		for h := heldNone; h <= heldLong; h++ {
+			cs = append(cs, class{held: h, after429: after})
+		}
+	}
+	return cs
+}
+
+// ClassCount counts the requests of one class of host state.
+type ClassCount struct {
+	Class             string
+	Requests, Refused int
+	// PerMinute and RefusedPerMinute count the requests, and those refused,
+	// in each minute after the end of the outage.
+	PerMinute, RefusedPerMinute []int
+}
+
+// RecoveryClasses splits the requests from the end of the outage until the
+// fleet recovered (those of Recovery) by the state of the host when it
+// sent them: whether it held a token served for less than the fleet retry
+// ceiling C, for C or more, or none, and whether the request was its first
+// since the domain returned (or since its last failure for another cause)
+// or a retry after a 429.
+func (r *Result) RecoveryClasses() []ClassCount {
+	rec := r.Recovery()
+	minutes := int((rec.To-rec.From)/time.Minute) + 1
+	cs := classes()
+	out := make([]ClassCount, len(cs))
+	idx := make(map[class]int, len(cs))
+	for i, c := range cs {
+		out[i] = ClassCount{Class: c.String(), PerMinute: make([]int, minutes), RefusedPerMinute: make([]int, minutes)}
+		idx[c] = i
+	}
+	for _, l := range r.log {
+		if l.at < rec.From || l.at > rec.To {
+			continue
+		}
+		cc := &out[idx[l.class]]
+		m := int((l.at - rec.From) / time.Minute)
+		cc.Requests++
+		cc.PerMinute[m]++
+		if l.outcome == refused {
+			cc.Refused++
+			cc.RefusedPerMinute[m]++
+		}
+	}
+	return out
+}
+
+// WriteRecoveryClasses writes a Markdown table of RecoveryClasses: the
+// requests and refusals of each class until recovery, and the requests
+// per minute after the outage.
+func WriteRecoveryClasses(w io.Writer, r *Result) error {
+	cs := r.RecoveryClasses()
+	if len(cs) == 0 {
+		return nil
+	}
+	rec := r.Recovery()
+	var b strings.Builder
+	b.WriteString("| host state | requests | refused | share of all refused | refused of the class | requests/refused per minute after the outage |\n|---|--:|--:|--:|--:|---|\n")
+	for _, c := range cs {
+		if c.Requests == 0 {
+			continue
+		}
+		per := make([]string, len(c.PerMinute))
+		for i, n := range c.PerMinute {
+			per[i] = strconv.Itoa(n) + "/" + strconv.Itoa(c.RefusedPerMinute[i])
+		}
+		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %s |\n", c.Class, c.Requests, c.Refused,
+			pct(ratio(c.Refused, rec.Refused)), pct(ratio(c.Refused, c.Requests)), strings.Join(per, " "))
+	}
+	fmt.Fprintf(&b, "| all | %d | %d | | %s | |\n", rec.Requests, rec.Refused, pct(rec.RefusedShare()))
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// ratio returns n/d, or 0 when d is 0.
+func ratio(n, d int) float64 {
+	if d == 0 {
+		return 0
+	}
+	return float64(n) / float64(d)
 }

@@ -51,6 +51,8 @@ type host struct {
 	held       *token.Token // the token the host holds, as far as the simulation knows
 	heldServed time.Time    // held is served before this time
 	failing    bool         // the host's last attempt failed
+	last       outcome      // the endpoint's last answer to this host
+	answered   bool         // last is set
 }
 
 // request is one Fetch waiting for the endpoint.
@@ -93,6 +95,7 @@ type sim struct {
 type record struct {
 	at      time.Duration // since the start
 	outcome outcome
+	class   class // the host's state when it sent the request
 }
 
 // hostClock is a host's view of the shared fake clock: it counts the
@@ -402,7 +405,8 @@ func (s *sim) step(next time.Time) error {
 	now := s.clock.Now()
 	for _, r := range batch {
 		rep := s.endpoint.answer(now, r.h.idx)
-		s.log = append(s.log, record{at: now.Sub(Start), outcome: rep.outcome})
+		s.log = append(s.log, record{at: now.Sub(Start), outcome: rep.outcome, class: s.classify(r.h, now)})
+		r.h.last, r.h.answered = rep.outcome, true
 		r.h.issued = rep.tok
 		s.mu.Lock()
 		r.h.fetching = false
@@ -454,6 +458,29 @@ func (s *sim) step(next time.Time) error {
 		return s.check(hosts)
 	}
 	return nil
+}
+
+// classify returns the state of host h as it sends a request at now.
+func (s *sim) classify(h *host, now time.Time) class {
+	var c class
+	switch left := h.heldServed.Sub(now); {
+	case h.held == nil || left <= 0:
+		c.held = heldNone
+	case left < s.ceiling():
+		c.held = heldShort
+	default:
+		c.held = heldLong
+	}
+	c.after429 = h.answered && h.last == refused
+	return c
+}
+
+// ceiling returns the hosts' fleet retry ceiling, C in the cache's
+// package comment, for the default RateLimitBackoff: the start jitter, at
+// least cache.DefaultRateLimitBackoff. Only the classes of RecoveryClasses
+// use it.
+func (s *sim) ceiling() time.Duration {
+	return max(s.cfg.StartJitter, cache.DefaultRateLimitBackoff)
 }
 
 // hold records that h holds t from now on, and the gap since its previous

@@ -192,6 +192,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			for _, p := range r.Problems {
 				fmt.Fprintf(stderr, "  violation: %s\n", p)
 			}
+			if c.OutageFor > 0 {
+				fmt.Fprintln(stderr, "  requests until recovery, by the host's state when it sent them (S: the held token's servable life left; C: the retry ceiling):")
+				if err := fleet.WriteRecoveryClasses(stderr, r); err != nil {
+					return err
+				}
+			}
 		}
 		switch {
 		case c.OutageFor > 0:

@@ -20,6 +20,21 @@ func TestRun(t *testing.T) {
 	}
 }
 
+// TestRunVerbose checks that -v splits an outage's requests until recovery
+// by the hosts' state.
+func TestRunVerbose(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"-fleets", "free=40", "-scenarios", "outage", "-retry-after", "no", "-v"}, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, stderr.String())
+	}
+	for _, want := range []string{"target recovery", "| host state |", "| all |"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+		}
+	}
+}
+
 func TestRunBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"-fleets", "gold=10"},
