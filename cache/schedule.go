@@ -131,7 +131,7 @@ func (p policy) retryDelay(failures int, err error, r float64, served time.Durat
 	case !retryable(err):
 		d = p.permanentRetry + time.Duration(r*float64(p.permanentRetry/10))
 	case p.fleetCeiling > 0 && rateLimited(err):
-		w := min(p.fleetCeiling, max(p.rateLimitBackoff, served/4))
+		w := min(p.fleetCeiling/2, max(p.rateLimitBackoff, served/4))
 		d = max(time.Duration(r*float64(w)), minRetryDelay)
 	default:
 		base := p.baseBackoff
@@ -159,9 +159,21 @@ func (p policy) retryDelay(failures int, err error, r float64, served time.Durat
 		}
 	}
 	if served > 0 && retryable(err) {
-		d = min(d, max(served/2, minServedRetryCap))
+		d = min(d, max(p.servedRetryCap(served), minServedRetryCap))
 	}
 	return max(d, retryAfter(err))
+}
+
+// servedRetryCap returns the longest a retry may wait while a token with
+// served of servable life left is held: half of it, so that a single host
+// tries twice more before the token runs out; with a fleet ceiling, 95% of
+// it, so that the hosts whose tokens near their end during an outage do
+// not all come back at once when it ends (package comment, "Failures").
+func (p policy) servedRetryCap(served time.Duration) time.Duration {
+	if p.fleetCeiling > 0 {
+		return served - served/20
+	}
+	return served / 2
 }
 
 // backoffStep returns the n of retryDelay for an attempt that failed after

@@ -24,14 +24,9 @@ import (
 // ones; docs/FLEET.md has their figures.
 const smallHosts = 200
 
-var (
-	// smallFree is 1,000 hosts on a Free domain (10/s, 150/min) scaled to
-	// 200 hosts.
-	smallFree = scaled(emulator.DomainFree, 1000)
-	// smallPremium is 10,000 hosts on a Premium domain (65/s, 3,400/min)
-	// scaled to 200 hosts.
-	smallPremium = scaled(emulator.DomainPremium, 10000)
-)
+// smallFree is 1,000 hosts on a Free domain (10/s, 150/min) scaled to 200
+// hosts.
+var smallFree = scaled(emulator.DomainFree, 1000)
 
 // scaled returns the limit of domain type typ scaled from a fleet of
 // hosts to smallHosts, the per-second limit rounded up.
@@ -163,9 +158,8 @@ func TestColdStartSpread(t *testing.T) {
 // every host is served again within 1.5 times the floor of the outage's
 // end (the cold start's target, read for the recovery), at most 1% of the
 // tokens run out after the domain is back, and the share of requests
-// refused until recovery stays under 5% (Premium) or under the bound
-// measured (Free: missed, see below). Free runs at full size; scaled to
-// 200 hosts, the per-second limit binds (200 Premium hosts at 2/s: 1.73x).
+// refused until recovery stays under 5%. Free runs at full size; scaled to
+// 200 hosts, the per-second limit binds (200 Premium hosts at 2/s).
 func TestOutage(t *testing.T) {
 	for _, tt := range []struct {
 		name       string
@@ -179,23 +173,18 @@ func TestOutage(t *testing.T) {
 		// where the target is met.
 		maxRecovery float64
 	}{
-		// Missed: about 850 of 1,000 hosts want a token when the domain
-		// returns, at 150/min; 17.5% measured (seed 1), 17-19% over seeds
-		// 1-3 (docs/FLEET.md §5). A regression fails here.
-		{"free 1000", 1000, emulator.DomainFree, false, 0.20, MaxConvergence},
-		{"free 1000 retry-after", 1000, emulator.DomainFree, true, 0.20, MaxConvergence},
-		// 10,000 Premium hosts take a minute under -race, so CI runs 200
-		// against the limit scaled by 200/10,000 (2/s, 68/min), where the
-		// per-second limit binds: 1.73x and 14.5% measured, bounded here;
-		// at full size fleetsim measures 1.31-1.32x and 1.7-2.5% (met).
-		{"premium 10000 scaled to 200", smallHosts, -1, false, 0.16, 1.8},
+		// Met at full size: 1.27x and 1.7% refused (seed 1), 0.0-3.4%
+		// over seeds 1-5 (docs/FLEET.md §3).
+		{"free 1000", 1000, emulator.DomainFree, false, MaxRefusedShare, MaxConvergence},
+		{"free 1000 retry-after", 1000, emulator.DomainFree, true, MaxRefusedShare, MaxConvergence},
+		// Met at full size: 1.29x and 0.3% (seed 1), 0.3-0.4% over seeds
+		// 1-5. (Scaled down to 200 hosts at 2/s and 68/min, the
+		// per-second limit binds instead: 1.68x and 18% refused.)
+		{"premium 10000", 10000, emulator.DomainPremium, false, MaxRefusedShare, MaxConvergence},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			limit := withRetryAfter(emulator.DomainRateLimit(tt.typ), tt.retryAfter)
-			if tt.typ < 0 {
-				limit = smallPremium
-			}
 			r := run(t, Config{Name: tt.name, Hosts: tt.hosts, Limit: limit, Seed: 1,
 				Warm: true, OutageAt: 5 * time.Minute, OutageFor: 30 * time.Minute, SweepEvery: 10 * time.Second,
 				StartJitter: StartJitterFor(tt.hosts, limit.PerMinute)})
