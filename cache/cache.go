@@ -206,7 +206,6 @@ type entry struct {
 	lastRefresh  time.Time    // when this process last fetched a token
 
 	failures        int       // consecutive failed attempts
-	rateLimitedRun  int       // how many of them, the last ones, were rate-limit answers (429)
 	lastErr         error     // error of the last attempt if it failed
 	lastErrAt       time.Time // when it failed
 	notBefore       time.Time // no automatic attempt before this time
@@ -301,7 +300,7 @@ func (c *Cache) SetProfiles(ps []Profile) {
 			c.log.Info("token cache: profile added", "profile", p.Name)
 		case e.profile.Fingerprint != p.Fingerprint:
 			c.dropTokenLocked(e)
-			e.failures, e.lastErr, e.lastErrAt, e.rateLimitedRun = 0, nil, time.Time{}, 0
+			e.failures, e.lastErr, e.lastErrAt = 0, nil, time.Time{}
 			e.notBefore, e.retryAfterUntil = time.Time{}, time.Time{}
 			e.lastRefresh = time.Time{}
 			e.profile = p
@@ -700,17 +699,13 @@ func (c *Cache) fetch(ctx context.Context, e *entry, cl *call, name, trigger str
 	case err != nil:
 		e.inflight = nil
 		e.failures++
-		e.rateLimitedRun++
-		if !rateLimited(err) {
-			e.rateLimitedRun = 0
-		}
 		e.lastErr, e.lastErrAt = err, now
 		e.startAt = time.Time{}
 		var served time.Duration
 		if e.tok != nil && now.Before(e.serveUntil) {
 			served = e.serveUntil.Sub(now)
 		}
-		d := c.policy.retryDelay(c.policy.backoffStep(e.failures, e.rateLimitedRun), err, c.rand(), served)
+		d := c.policy.retryDelay(e.failures, err, c.rand(), served)
 		e.notBefore = now.Add(d)
 		if ra := retryAfter(err); ra > 0 {
 			e.retryAfterUntil = now.Add(ra)
@@ -794,7 +789,6 @@ func (c *Cache) installLocked(e *entry, t *token.Token, now time.Time, fetched b
 		e.retryAfterUntil = time.Time{}
 	}
 	e.failures, e.lastErr, e.lastErrAt, e.notBefore = 0, nil, time.Time{}, time.Time{}
-	e.rateLimitedRun = 0
 	e.startAt = time.Time{}
 	e.storeErr = ""
 	return t

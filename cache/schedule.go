@@ -176,20 +176,6 @@ func (p policy) servedRetryCap(served time.Duration) time.Duration {
 	return served / 2
 }
 
-// backoffStep returns the n of retryDelay for an attempt that failed after
-// failures consecutive failures, the last rateLimitedRun of them rate-limit
-// answers (429). With a fleet ceiling, a 429 always takes the first step,
-// full jitter over RateLimitBackoff: the domain is up and its per-minute
-// window is full, so the host tries the next window or two instead of
-// sleeping up to the ceiling that an outage's failures reached (package
-// comment, "Failures"). Without one, every failure counts, as before.
-func (p policy) backoffStep(failures, rateLimitedRun int) int {
-	if p.fleetCeiling > 0 && rateLimitedRun > 0 {
-		return 1
-	}
-	return failures
-}
-
 // retryable reports whether err may go away by itself: a token.RetryError
 // (such as *oauth.Error) that says so, or any other error.
 func retryable(err error) bool {

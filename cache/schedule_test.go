@@ -265,15 +265,4 @@ func TestRetryDelayFleetCeiling(t *testing.T) {
 			}
 		})
 	}
-	// A 429 after an outage's failures takes the first step with a fleet
-	// ceiling, every failure without one.
-	if n := fleet.backoffStep(12, 1); n != 1 {
-		t.Errorf("fleet: step after 11 failures and a 429 = %d, want 1", n)
-	}
-	if n := single.backoffStep(12, 1); n != 12 {
-		t.Errorf("single host: step after 11 failures and a 429 = %d, want 12", n)
-	}
-	if n := fleet.backoffStep(12, 0); n != 12 {
-		t.Errorf("fleet: step after 12 failures = %d, want 12", n)
-	}
 }
