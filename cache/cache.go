@@ -421,7 +421,7 @@ func (c *Cache) obtain(ctx context.Context, name string, forced bool) (*token.To
 			return nil, unknownProfile(name)
 		}
 		now := c.clock.Now()
-		if !forced && e.tok != nil && now.Before(e.serveUntil) {
+		if !forced && e.serves(now) {
 			t := servable(e.tok)
 			c.mu.Unlock()
 			return t, nil
@@ -553,7 +553,7 @@ func (c *Cache) Status() []ProfileStatus {
 		switch {
 		case e.inflight != nil:
 			s.State = StateRefreshing
-		case e.tok != nil && now.Before(e.serveUntil):
+		case e.serves(now):
 			s.State = StateValid
 		case e.failures > 0:
 			s.State = StateFailing
@@ -609,6 +609,12 @@ func (c *Cache) Run(ctx context.Context) error {
 	c.mu.Unlock()
 	c.fetches.Wait()
 	return nil
+}
+
+// serves reports whether e holds a token it serves at now: the one rule
+// that Get, Held, Status and the scheduler judge a token by.
+func (e *entry) serves(now time.Time) bool {
+	return e.tok != nil && now.Before(e.serveUntil)
 }
 
 // servable returns the copy of t handed to callers: without the refresh
@@ -702,7 +708,7 @@ func (c *Cache) fetch(ctx context.Context, e *entry, cl *call, name, trigger str
 		e.lastErr, e.lastErrAt = err, now
 		e.startAt = time.Time{}
 		var served time.Duration
-		if e.tok != nil && now.Before(e.serveUntil) {
+		if e.serves(now) {
 			served = e.serveUntil.Sub(now)
 		}
 		d := c.policy.retryDelay(e.failures, err, c.rand(), served)
@@ -807,7 +813,7 @@ func (c *Cache) jitterStartLocked(e *entry, now time.Time) {
 		return
 	}
 	window := c.startJitter
-	if e.tok != nil && now.Before(e.serveUntil) {
+	if e.serves(now) {
 		// A servable token whose refresh is already due (a fleet stopped
 		// past its refresh times and restarted together) is refreshed
 		// within the jitter too, but in the first half of the life it

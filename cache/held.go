@@ -13,7 +13,7 @@ func (c *Cache) Held(name string) (tok *token.Token, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, found := c.entries[name]
-	if !found || e.tok == nil || !c.clock.Now().Before(e.serveUntil) {
+	if !found || !e.serves(c.clock.Now()) {
 		return nil, false
 	}
 	return servable(e.tok), true
