@@ -179,6 +179,8 @@ type Cache struct {
 	entries map[string]*entry
 	running bool // Run is scheduling refreshes
 	closed  bool // Run has returned
+	// started is closed once Run has scheduled every profile.
+	started chan struct{}
 
 	hooks hooks
 }
@@ -189,7 +191,6 @@ type hooks struct {
 	fetchStarted func(profile string) // called with mu held
 	fetchDone    func(profile string) // called last by a fetch goroutine
 	waiting      func(profile string) // called when Get or Refresh starts waiting
-	runStarted   func()               // called when Run has scheduled every profile
 }
 
 // entry is the state of one profile, guarded by Cache.mu.
@@ -253,6 +254,7 @@ func New(opts Options) *Cache {
 		fetchTimeout: opts.FetchTimeout,
 		startJitter:  max(opts.StartJitter, 0),
 		entries:      make(map[string]*entry),
+		started:      make(chan struct{}),
 	}
 	if c.clock == nil {
 		c.clock = systemClock{}
@@ -592,10 +594,8 @@ func (c *Cache) Run(ctx context.Context) error {
 		c.jitterStartLocked(c.entries[name], now)
 	}
 	c.scheduleAllLocked()
+	close(c.started)
 	c.mu.Unlock()
-	if c.hooks.runStarted != nil {
-		c.hooks.runStarted()
-	}
 
 	<-ctx.Done()
 
@@ -609,6 +609,14 @@ func (c *Cache) Run(ctx context.Context) error {
 	c.mu.Unlock()
 	c.fetches.Wait()
 	return nil
+}
+
+// Started returns a channel that is closed once Run has planned every
+// profile's first fetch (with its start jitter): from then on Status
+// reports the plan that Run follows. A daemon waits for it before it
+// declares itself ready.
+func (c *Cache) Started() <-chan struct{} {
+	return c.started
 }
 
 // serves reports whether e holds a token it serves at now: the one rule

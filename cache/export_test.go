@@ -7,7 +7,6 @@ type TestHooks struct {
 	FetchStarted func(profile string)
 	FetchDone    func(profile string)
 	Waiting      func(profile string)
-	RunStarted   func()
 }
 
 // SetTestHooks installs h on c. Call it before c is used.
@@ -16,6 +15,5 @@ func SetTestHooks(c *Cache, h TestHooks) {
 		fetchStarted: h.FetchStarted,
 		fetchDone:    h.FetchDone,
 		waiting:      h.Waiting,
-		runStarted:   h.RunStarted,
 	}
 }

@@ -36,12 +36,11 @@ type harness struct {
 	store *fakeStore
 	logs  *syncBuffer
 
-	mu         sync.Mutex // guards the counters below
-	cond       *sync.Cond
-	started    int // fetches started
-	done       int // fetch goroutines finished
-	waiting    int // Gets and Refreshes that started waiting
-	runStarted bool
+	mu      sync.Mutex // guards the counters below
+	cond    *sync.Cond
+	started int // fetches started
+	done    int // fetch goroutines finished
+	waiting int // Gets and Refreshes that started waiting
 
 	stopRun func()
 }
@@ -93,12 +92,6 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 		FetchStarted: count(&h.started),
 		FetchDone:    count(&h.done),
 		Waiting:      count(&h.waiting),
-		RunStarted: func() {
-			h.mu.Lock()
-			h.runStarted = true
-			h.mu.Unlock()
-			h.cond.Broadcast()
-		},
 	})
 	t.Cleanup(func() {
 		if h.stopRun != nil {
@@ -183,7 +176,11 @@ func (h *harness) start() {
 			h.t.Errorf("Run did not return %v after its context ended", watchdog)
 		}
 	}
-	h.waitFor("Run to start", func() bool { return h.runStarted })
+	select {
+	case <-h.c.Started():
+	case <-time.After(watchdog):
+		h.t.Fatalf("Run had not planned its fetches after %v", watchdog)
+	}
 }
 
 // advance moves the fake clock forward by d one timer deadline at a time,

@@ -64,6 +64,27 @@ func TestStartJitterSpreadsTheFirstFetch(t *testing.T) {
 	}
 }
 
+// TestStartedMeansPlanned: Started stays open until Run has drawn the
+// first fetches, so that a status read once it is closed (as the daemon's
+// readiness is) shows the jittered plan and not "now".
+func TestStartedMeansPlanned(t *testing.T) {
+	h := newHarness(t, withStartJitter(startJitter))
+	f := newFetcher(h.clk, "ci", time.Hour)
+	h.c.SetProfiles([]cache.Profile{f.profile("fp")})
+	select {
+	case <-h.c.Started():
+		t.Fatal("Started is closed before Run")
+	default:
+	}
+	if s := h.status("ci"); !s.NextRefresh.Equal(t0) {
+		t.Fatalf("before Run: next refresh %v, want now (%v): nothing is planned yet", s.NextRefresh, t0)
+	}
+	h.start() // returns once Started is closed
+	if s := h.status("ci"); !s.NextRefresh.After(t0) {
+		t.Errorf("once Started: next refresh %v, want the drawn moment after %v", s.NextRefresh, t0)
+	}
+}
+
 // TestStartJitterNeverDelaysACaller: a Get or a Refresh during the jitter
 // fetches at once, and the profile is then scheduled by its token, not by
 // the start jitter.

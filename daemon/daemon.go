@@ -50,8 +50,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Clock drives the cache; nil means the real clock.
 	Clock cache.Clock
-	// Ready, when set, is called once the store is open and the socket
-	// is accepting, with the socket's path.
+	// Ready, when set, is called once the store is open, the socket is
+	// accepting and the cache has planned its fetches, with the socket's
+	// path.
 	Ready func(socket string)
 	// Stopping, when set, is called as shutdown begins.
 	Stopping func()
@@ -202,6 +203,12 @@ func Run(ctx context.Context, opts Options) error {
 	})
 	if metricsLn != nil {
 		log.Info("metrics serving", "address", metricsLn.Addr().String(), "path", "/metrics")
+	}
+	// Ready means the cache is running: a status read after it shows the
+	// plan the cache follows, start jitter included.
+	select {
+	case <-tokens.Started():
+	case <-gctx.Done():
 	}
 	log.Info("tokd serving", "socket", socket, "profiles", len(cfg.Profiles), "state_dir", stateDir)
 	if opts.Ready != nil {
