@@ -208,11 +208,17 @@ func (s *httpServer) Shutdown(ctx context.Context) error {
 		close(s.stopWorkers)
 	}
 	ln := s.ln
-	drained := make(chan struct{})
-	if len(s.conns) == 0 {
-		close(drained)
-	} else {
-		s.drained = drained
+	// Every Shutdown waits on the one channel, so that a later call
+	// (whose context may end sooner) does not take the drain from an
+	// earlier one.
+	drained := s.drained
+	if drained == nil {
+		drained = make(chan struct{})
+		if len(s.conns) == 0 {
+			close(drained)
+		} else {
+			s.drained = drained
+		}
 	}
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {

@@ -615,6 +615,40 @@ func TestShutdown(t *testing.T) {
 	}
 }
 
+// TestShutdownTwice shows that a second Shutdown, here one whose context
+// has ended, does not take the drain away from the first: the first still
+// returns once the request in flight has finished.
+func TestShutdownTwice(t *testing.T) {
+	f := newTestTokens()
+	f.gate = make(chan struct{})
+	s := newTestServer(t, f)
+	path, served := listen(t, s)
+	busy, busyR := dial(t, path)
+	io.WriteString(busy, "GET /v1/token/wait HTTP/1.1\r\nHost: tokd\r\n\r\n")
+	<-f.waiting
+
+	first := make(chan error, 1)
+	go func() { first <- s.Shutdown(context.Background()) }()
+	<-served // the first Shutdown has begun: it closed the listener
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.Shutdown(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("second Shutdown = %v, want context.Canceled", err)
+	}
+	close(f.gate)
+	if resp, _ := readAnswer(t, busyR, false); resp.StatusCode != 200 {
+		t.Errorf("the request in flight: %d, want 200", resp.StatusCode)
+	}
+	select {
+	case err := <-first:
+		if err != nil {
+			t.Errorf("first Shutdown = %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first Shutdown did not return after the last request finished")
+	}
+}
+
 // TestShutdownBoundedByContext shows that Shutdown gives up when its
 // context ends, leaving the request in flight to finish.
 func TestShutdownBoundedByContext(t *testing.T) {
