@@ -174,6 +174,25 @@ func TestOpenMovesDamagedDatabaseAside(t *testing.T) {
 			},
 			wantReason: `database is damaged: bad meta/schema_version`,
 		},
+		{
+			name: "no tokens bucket",
+			damage: func(t *testing.T, path string) {
+				updateRaw(t, path, func(tx *bolt.Tx) error { return tx.DeleteBucket([]byte("tokens")) })
+			},
+			wantReason: "database is damaged: schema version 2 but no tokens bucket",
+		},
+		{
+			name: "tokens is not a bucket",
+			damage: func(t *testing.T, path string) {
+				updateRaw(t, path, func(tx *bolt.Tx) error {
+					if err := tx.DeleteBucket([]byte("tokens")); err != nil {
+						return err
+					}
+					return tx.Bucket([]byte("meta")).Put([]byte("tokens"), []byte("x"))
+				})
+			},
+			wantReason: "database is damaged: schema version 2 but no tokens bucket",
+		},
 	}
 	asideName := regexp.MustCompile(`^tokd\.db\.corrupt-\d{8}T\d{6}Z$`)
 	for _, tt := range tests {

@@ -112,6 +112,18 @@ func readSchemaVersion(tx *bolt.Tx) (int, error) {
 	return v, nil
 }
 
+// checkCurrentSchema checks that a database that says it is at the current
+// schema version has the bucket every Store method uses: without it, Get,
+// LoadAll and Put would dereference a nil bucket. The error wraps
+// errCorrupt, so that Open moves such a database aside. Other versions are
+// left to migrate and to the ErrNewerSchema check.
+func checkCurrentSchema(tx *bolt.Tx, version int) error {
+	if version == schemaVersion && tx.Bucket(bucketTokens) == nil {
+		return fmt.Errorf("%w: schema version %d but no %s bucket", errCorrupt, version, bucketTokens)
+	}
+	return nil
+}
+
 // writeSchemaVersion records v as the schema version of tx.
 func writeSchemaVersion(tx *bolt.Tx, v int) error {
 	meta := tx.Bucket(bucketMeta)

@@ -107,7 +107,10 @@ func openDB(path string, timeout time.Duration) (*bolt.DB, int, error) {
 				return err
 			}
 			version, err = readSchemaVersion(tx)
-			return err
+			if err != nil {
+				return err
+			}
+			return checkCurrentSchema(tx, version)
 		})
 	})
 	if err != nil {
