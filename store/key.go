@@ -49,7 +49,10 @@ const (
 //
 // A key file holds 32 raw bytes, 64 hex digits, or the base64 of 32 bytes,
 // optionally followed by a newline. Anything else is an error naming the
-// file. A tokd.key in stateDir that is accessible by group or others is an
+// file, and so are 32 raw bytes that are all printable ASCII: they are a
+// shorter key in hex or base64 (openssl rand -hex 16), or a passphrase,
+// not 256 random bits, and a random key is all printable with odds of
+// about 1 in 10^14. A tokd.key in stateDir that is accessible by group or others is an
 // error rather than something LoadKey fixes: the key may already have been
 // copied, and whether to keep it is the operator's decision. The mode of a
 // credential is left to systemd.
@@ -121,15 +124,15 @@ func readKeyFile(path string, private bool) ([]byte, error) {
 	return key, nil
 }
 
-// parseKey decodes the contents of a key file: KeySize raw bytes, or their
-// hex or base64 encoding, optionally followed by a newline. Its errors never
-// contain the data.
+// parseKey decodes the contents of a key file: KeySize raw bytes that are
+// not all printable text, or their hex or base64 encoding, optionally
+// followed by a newline. Its errors never contain the data.
 func parseKey(data []byte) ([]byte, error) {
-	if len(data) == KeySize {
+	if len(data) == KeySize && !isPrintable(data) {
 		return bytes.Clone(data), nil
 	}
 	text := bytes.TrimSuffix(data, []byte("\n"))
-	if len(text) == KeySize {
+	if len(text) == KeySize && !isPrintable(text) {
 		return bytes.Clone(text), nil
 	}
 	// A text editor may have ended a hex or base64 line with CRLF.
@@ -147,8 +150,23 @@ func parseKey(data []byte) ([]byte, error) {
 			return key, nil
 		}
 	}
-	return nil, fmt.Errorf("%d bytes are not a key: want %d raw bytes, %d hex digits, or base64 of %d bytes, "+
-		"optionally followed by a newline", len(data), KeySize, 2*KeySize, KeySize)
+	what := fmt.Sprintf("%d bytes are not a key", len(data))
+	if len(text) == KeySize && isPrintable(text) {
+		what = fmt.Sprintf("%d characters of text are not %d random bytes (a shorter key in hex or base64, or a passphrase?)",
+			len(text), KeySize)
+	}
+	return nil, fmt.Errorf("%s: want %d raw bytes, %d hex digits, or base64 of %d bytes, "+
+		"optionally followed by a newline", what, KeySize, 2*KeySize, KeySize)
+}
+
+// isPrintable reports whether b is all printable ASCII, spaces included.
+func isPrintable(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // generateKeyFile writes a new random key to path and returns it. The error

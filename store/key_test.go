@@ -84,6 +84,12 @@ func TestLoadKeyRejectsBadKeyFiles(t *testing.T) {
 		{name: "64 non-hex characters", contents: []byte(strings.Repeat("z", 64))},
 		{name: "base64 of 16 bytes", contents: []byte(base64.StdEncoding.EncodeToString(credentialKey[:16]) + "\n")},
 		{name: "two newlines", contents: []byte(hex.EncodeToString(credentialKey) + "\n\n")},
+		// 32 characters of text are not 32 random bytes: they are a
+		// shorter key encoded, or a passphrase.
+		{name: "hex of 16 bytes", contents: []byte(hex.EncodeToString(credentialKey[:16]) + "\n")},
+		{name: "hex of 16 bytes without newline", contents: []byte(hex.EncodeToString(credentialKey[:16]))},
+		{name: "base64 of 24 bytes", contents: []byte(base64.StdEncoding.EncodeToString(credentialKey[:24]) + "\n")},
+		{name: "32-character passphrase", contents: []byte("correct horse battery staple 123")},
 	}
 	for _, tt := range tests {
 		for _, where := range []string{"credentials", "state"} {
