@@ -98,15 +98,34 @@ func TestGitRequestURL(t *testing.T) {
 func TestWriteGitAnswer(t *testing.T) {
 	exp := time.Unix(1800000000, 0)
 	a := GitAnswer{Username: "oauth2", Token: "tok", Expiry: exp}
+	const (
+		basic  = "username=oauth2\npassword=tok\npassword_expiry_utc=1800000000\n"
+		bearer = "capability[]=authtype\nauthtype=Bearer\ncredential=tok\nephemeral=true\npassword_expiry_utc=1800000000\n"
+	)
 	tests := []struct {
 		name string
 		req  *GitRequest
 		want string
 	}{
-		{name: "username and password", req: &GitRequest{},
-			want: "username=oauth2\npassword=tok\npassword_expiry_utc=1800000000\n"},
-		{name: "authtype capability", req: &GitRequest{Capabilities: []string{"state", "authtype"}},
-			want: "capability[]=authtype\nauthtype=Bearer\ncredential=tok\nephemeral=true\npassword_expiry_utc=1800000000\n"},
+		{name: "username and password", req: &GitRequest{}, want: basic},
+		{name: "authtype capability, Bearer challenge", req: &GitRequest{Capabilities: []string{"state", "authtype"},
+			WWWAuth: []string{`Bearer realm="x"`}},
+			want: bearer},
+		// git 2.46+ announces authtype on every HTTP request: a server
+		// that asks for Basic must get username and password.
+		{name: "authtype capability, Basic challenge", req: &GitRequest{Capabilities: []string{"authtype", "state"},
+			WWWAuth: []string{`Basic realm="git"`}},
+			want: basic},
+		{name: "authtype capability, no challenge", req: &GitRequest{Capabilities: []string{"authtype"}},
+			want: basic},
+		{name: "Bearer among several challenges", req: &GitRequest{Capabilities: []string{"authtype"},
+			WWWAuth: []string{`Negotiate`, `Basic realm="a, Bearer b", charset="UTF-8", bearer error="invalid_token"`}},
+			want: bearer},
+		{name: "Bearer only inside a quoted string or as a parameter", req: &GitRequest{Capabilities: []string{"authtype"},
+			WWWAuth: []string{`Basic realm="Bearer"`, `Basic realm="x", Bearer=1`, `Basic bearer = "y"`, `Bearerx`}},
+			want: basic},
+		{name: "Bearer challenge without the capability", req: &GitRequest{WWWAuth: []string{"Bearer"}},
+			want: basic},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

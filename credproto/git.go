@@ -146,14 +146,77 @@ type GitAnswer struct {
 	Expiry   time.Time
 }
 
+// OffersBearer reports whether one of the server's challenges (wwwauth[])
+// is of the Bearer scheme.
+func (r *GitRequest) OffersBearer() bool {
+	for _, h := range r.WWWAuth {
+		for _, scheme := range authSchemes(h) {
+			if strings.EqualFold(scheme, "Bearer") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// authSchemes returns the auth-schemes of the challenges in one
+// WWW-Authenticate value (RFC 9110 §11.6.1): it is a comma-separated list
+// whose elements are either a challenge, "scheme [token68 | auth-param]",
+// or a further auth-param, "name = value", of the challenge before them.
+// Commas and names inside quoted strings are not looked at.
+func authSchemes(h string) []string {
+	var schemes []string
+	for len(h) > 0 {
+		// One element: up to a comma outside a quoted string.
+		end, quoted := len(h), false
+		for i := 0; i < len(h); i++ {
+			c := h[i]
+			switch {
+			case quoted && c == '\\':
+				i++
+			case c == '"':
+				quoted = !quoted
+			case !quoted && c == ',':
+				end = i
+			}
+			if end == i {
+				break
+			}
+		}
+		elem := strings.TrimLeft(h[:end], " \t")
+		h = h[min(end+1, len(h)):]
+		n := 0
+		for n < len(elem) && isTokenChar(elem[n]) {
+			n++
+		}
+		if n == 0 {
+			continue
+		}
+		if rest := strings.TrimLeft(elem[n:], " \t"); strings.HasPrefix(rest, "=") {
+			continue // an auth-param
+		}
+		schemes = append(schemes, elem[:n])
+	}
+	return schemes
+}
+
+// isTokenChar reports whether c may appear in an HTTP token (tchar).
+func isTokenChar(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+		strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
+
 // WriteGitAnswer writes the answer to a get. When git understands the
-// authtype capability (2.46+) the token goes as a Bearer credential that
-// git sends as is and does not store (ephemeral); otherwise as username
-// and password. password_expiry_utc tells git 2.41+ when to stop using it.
+// authtype capability (2.46+) and the server offers the Bearer scheme, the
+// token goes as a Bearer credential that git sends as is and does not
+// store (ephemeral); otherwise as username and password, which git sends
+// as Basic: git 2.46+ announces authtype on every HTTP request, also to
+// servers that take only Basic. password_expiry_utc tells git 2.41+ when
+// to stop using it.
 func WriteGitAnswer(w io.Writer, req *GitRequest, a GitAnswer) error {
 	var b strings.Builder
 	expiry := strconv.FormatInt(a.Expiry.Unix(), 10)
-	if req.HasCapability("authtype") {
+	if req.HasCapability("authtype") && req.OffersBearer() {
 		b.WriteString("capability[]=authtype\nauthtype=Bearer\ncredential=" + a.Token + "\nephemeral=true\n")
 	} else {
 		b.WriteString("username=" + a.Username + "\npassword=" + a.Token + "\n")
