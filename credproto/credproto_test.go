@@ -140,6 +140,35 @@ func TestWriteGitAnswer(t *testing.T) {
 	}
 }
 
+// TestWriteGitAnswerRefusesLineBreaks holds WriteGitAnswer to git's rule
+// that a value holds no newline or NUL: a token that did would end its
+// line early and inject attributes of its own (git itself dies on such a
+// value in credential_write_item).
+func TestWriteGitAnswerRefusesLineBreaks(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		req  *GitRequest
+		a    GitAnswer
+	}{
+		{"newline in the token", &GitRequest{}, GitAnswer{Username: "oauth2", Token: "s3cr3t\nusername=evil"}},
+		{"NUL in the token", &GitRequest{}, GitAnswer{Username: "oauth2", Token: "s3cr3t\x00"}},
+		{"newline in the username", &GitRequest{}, GitAnswer{Username: "oauth2\nquit=1", Token: "s3cr3t"}},
+		{"newline in a Bearer credential", &GitRequest{Capabilities: []string{"authtype"}, WWWAuth: []string{"Bearer"}},
+			GitAnswer{Username: "oauth2", Token: "s3cr3t\nephemeral=false"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var b bytes.Buffer
+			err := WriteGitAnswer(&b, tt.req, tt.a)
+			if err == nil || b.Len() != 0 {
+				t.Fatalf("WriteGitAnswer wrote %q, err %v; want nothing and an error", b.String(), err)
+			}
+			if strings.Contains(err.Error(), "s3cr3t") {
+				t.Errorf("the error %q shows the token", err)
+			}
+		})
+	}
+}
+
 func TestKubeAPIVersion(t *testing.T) {
 	tests := []struct {
 		info, want, wantErr string

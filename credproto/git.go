@@ -213,7 +213,17 @@ func isTokenChar(c byte) bool {
 // as Basic: git 2.46+ announces authtype on every HTTP request, also to
 // servers that take only Basic. password_expiry_utc tells git 2.41+ when
 // to stop using it.
+//
+// A username or token holding a newline or NUL, which git's protocol
+// cannot carry (its lines would end early and add attributes), is an
+// error and nothing is written.
 func WriteGitAnswer(w io.Writer, req *GitRequest, a GitAnswer) error {
+	if strings.ContainsAny(a.Token, "\n\x00") {
+		return errors.New("the token holds a newline or NUL byte, which a git credential cannot carry")
+	}
+	if strings.ContainsAny(a.Username, "\n\x00") {
+		return errors.New("the git username holds a newline or NUL byte, which a git credential cannot carry")
+	}
 	var b strings.Builder
 	expiry := strconv.FormatInt(a.Expiry.Unix(), 10)
 	if req.HasCapability("authtype") && req.OffersBearer() {
