@@ -109,6 +109,7 @@ package config
 import (
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -216,8 +217,8 @@ type Docker struct {
 	Username   string   `toml:"username"`   // default "oauth2accesstoken"
 }
 
-// Credentials holds the material read from a profile's files. Its String
-// and Format methods never print secret or key material.
+// Credentials holds the material read from a profile's files. Its String,
+// Format and MarshalJSON methods never print secret or key material.
 type Credentials struct {
 	ClientSecret string // trailing newline(s) removed
 	ClientKey    *rsa.PrivateKey
@@ -254,6 +255,11 @@ func (c Credentials) String() string {
 // Format prints String for every verb, so that no formatting of a Profile
 // reveals a secret or a private key.
 func (c Credentials) Format(f fmt.State, _ rune) { io.WriteString(f, c.String()) }
+
+// MarshalJSON encodes String as a JSON string: encoding/json, and the
+// slog JSON handler that uses it, do not call Format, and would otherwise
+// write the client secret and every private key's exponents.
+func (c Credentials) MarshalJSON() ([]byte, error) { return json.Marshal(c.String()) }
 
 // Duration is a time.Duration written in TOML as a string like "5m".
 type Duration struct{ time.Duration }

@@ -1,8 +1,11 @@
 package config
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -901,6 +904,27 @@ func TestCredentialsNeverPrinted(t *testing.T) {
 	}
 	if got := p.Creds.String(); !strings.Contains(got, "client_secret=[redacted]") || !strings.Contains(got, "user_key=RSA-2048") {
 		t.Errorf("Creds.String() = %q", got)
+	}
+
+	// encoding/json, and slog's JSON handler (tokd --log-format json),
+	// do not use Format.
+	var logged bytes.Buffer
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("profile", "profile", p, "config", cfg)
+	for _, v := range []any{p, cfg, p.Creds} {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatalf("json.Marshal(%T): %v", v, err)
+		}
+		for _, s := range []string{string(b), logged.String()} {
+			assertNoSecrets(t, s)
+			// JSON writes the secret's '&' as \u0026.
+			if strings.Contains(s, strings.TrimSuffix(testSecret, "&")) {
+				t.Errorf("JSON holds the secret: %s", s)
+			}
+		}
+	}
+	if b, _ := json.Marshal(p.Creds); !strings.Contains(string(b), "client_secret=[redacted]") {
+		t.Errorf("json.Marshal(Creds) = %s, want the redacted description", b)
 	}
 }
 
