@@ -179,8 +179,21 @@ func cmdExec(c *client.Client, args []string) error {
 	if err != nil {
 		return err
 	}
-	env := append(os.Environ(), *envName+"="+tok.AccessToken)
-	return syscall.Exec(path, command, env)
+	return syscall.Exec(path, command, execEnv(os.Environ(), *envName, tok.AccessToken))
+}
+
+// execEnv returns environ with name set to value: any entry environ has
+// for name is dropped, since C's getenv and Go's os.Getenv read the first
+// of two, which would be a stale token from the caller's environment.
+func execEnv(environ []string, name, value string) []string {
+	env := make([]string, 0, len(environ)+1)
+	for _, kv := range environ {
+		if k, _, ok := strings.Cut(kv, "="); ok && k == name {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, name+"="+value)
 }
 
 // lookPath finds an executable as os/exec's LookPath does on Unix (os/exec

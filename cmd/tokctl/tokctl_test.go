@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -186,6 +187,22 @@ func TestLookPathAsOSExec(t *testing.T) {
 			if got != want || fmt.Sprint(err) != fmt.Sprint(wantErr) {
 				t.Errorf("PATH=%q lookPath(%q) = %q, %v; os/exec: %q, %v", p, f, got, err, want, wantErr)
 			}
+		}
+	}
+}
+
+// TestExecEnv holds the environment tokctl exec gives its command to
+// os/exec's rule, the last value of a name wins and is the only one: with
+// two TOKD_ACCESS_TOKEN entries, getenv in C and os.Getenv in Go read the
+// first, a stale token inherited from the caller (a nested tokctl exec).
+func TestExecEnv(t *testing.T) {
+	environ := []string{"HOME=/home/u", "TOKD_ACCESS_TOKEN=stale", "PATH=/bin", "API_TOKEN=old", "TOKD_ACCESS_TOKENX=kept"}
+	for _, name := range []string{"TOKD_ACCESS_TOKEN", "API_TOKEN", "NEW_TOKEN"} {
+		got := execEnv(environ, name, "fresh")
+		cmd := exec.Command("true")
+		cmd.Env = append(slices.Clone(environ), name+"=fresh")
+		if want := cmd.Environ(); !slices.Equal(got, want) {
+			t.Errorf("execEnv(%s) = %q, os/exec: %q", name, got, want)
 		}
 	}
 }
