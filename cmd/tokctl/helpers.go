@@ -168,8 +168,8 @@ func cmdExec(c *client.Client, args []string) error {
 		return badUsage("exec takes PROFILE -- COMMAND [ARGS...]")
 	}
 	profile, command := rest[0], rest[1:]
-	if *envName == "" {
-		return badUsage("exec: --env needs a variable name")
+	if *envName == "" || strings.ContainsAny(*envName, "=\x00") {
+		return badUsage("exec: --env needs a variable name without '=' or NUL")
 	}
 	path, err := lookPath(command[0])
 	if err != nil {

@@ -207,6 +207,20 @@ func TestExecEnv(t *testing.T) {
 	}
 }
 
+// TestExecEnvName: a name execve cannot set as given is a usage error,
+// found before tokd is asked: with "=" the command would see another
+// variable (A=B=token sets A), and a NUL makes execve fail.
+func TestExecEnvName(t *testing.T) {
+	socket := filepath.Join(t.TempDir(), "none.sock") // nothing listens
+	for _, name := range []string{"A=B", "=A", "TOKEN\x00X"} {
+		err := run([]string{"--socket", socket, "exec", "--env", name, "demo", "--", "true"}, strings.NewReader(""), io.Discard, io.Discard)
+		var ue *usageError
+		if !errors.As(err, &ue) || !strings.Contains(ue.msg, "--env") {
+			t.Errorf("exec --env %q: %v; want a usage error about --env", name, err)
+		}
+	}
+}
+
 func TestBase(t *testing.T) {
 	for _, p := range []string{"/usr/bin/docker-credential-tokd", "docker-credential-tokd", "./tokctl", "/a/b/", "tokctl"} {
 		if got, want := base(p), filepath.Base(p); got != want {
