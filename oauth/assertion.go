@@ -34,10 +34,13 @@ const DefaultAssertionLifetime = 5 * time.Minute
 // IssuedAtSkew backdates iat, so that a server whose clock lags ours a
 // little does not refuse the assertion as "used before issued" (fosite
 // answers that with an HTTP 500); golang.org/x/oauth2's jws does the same.
+// An assertion living under twice as long is backdated by half its
+// lifetime instead, so that it is still valid when sent.
 const IssuedAtSkew = 10 * time.Second
 
 // Sign returns the assertion signed at now, with a new random jti, iat
-// IssuedAtSkew before now and exp Lifetime after it.
+// IssuedAtSkew before now (at most half the lifetime) and exp Lifetime
+// after iat: exp - iat is the lifetime, which a server may cap.
 func (a *Assertion) Sign(now time.Time) (string, error) {
 	if a.Key == nil {
 		return "", errors.New("assertion: no signing key")
@@ -53,12 +56,13 @@ func (a *Assertion) Sign(now time.Time) (string, error) {
 	if lifetime <= 0 {
 		lifetime = DefaultAssertionLifetime
 	}
+	iat := now.Add(-min(IssuedAtSkew, lifetime/2)).Truncate(time.Second)
 	claims := jwt.RegisteredClaims{
 		Issuer:    a.Issuer,
 		Subject:   a.Subject,
 		Audience:  jwt.ClaimStrings(a.Audience),
-		IssuedAt:  jwt.NewNumericDate(now.Add(-IssuedAtSkew)),
-		ExpiresAt: jwt.NewNumericDate(now.Add(lifetime)),
+		IssuedAt:  jwt.NewNumericDate(iat),
+		ExpiresAt: jwt.NewNumericDate(iat.Add(lifetime)),
 		ID:        jti,
 	}
 	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, claims)

@@ -88,7 +88,7 @@ func TestAssertionSign(t *testing.T) {
 			"sub": "ci-bot",
 			"aud": []any{"https://idcs.example.com/", "https://identity.oraclecloud.com/"},
 			"iat": float64(t0.Add(-IssuedAtSkew).Unix()),
-			"exp": float64(t0.Add(5 * time.Minute).Unix()),
+			"exp": float64(t0.Add(-IssuedAtSkew + 5*time.Minute).Unix()),
 		}
 		jti, _ := claims["jti"].(string)
 		delete(claims, "jti")
@@ -99,6 +99,35 @@ func TestAssertionSign(t *testing.T) {
 			t.Errorf("jti %q is short or reused", jti)
 		}
 		seen[jti] = true
+	}
+}
+
+// TestAssertionLifetime checks that exp - iat is the configured lifetime,
+// as the README and Assertion.Lifetime say, and not the lifetime plus the
+// iat backdating: a server capping exp - iat at the configured maximum
+// (the emulator caps it at 1h, the longest lifetime config allows) would
+// refuse the longer one.
+func TestAssertionLifetime(t *testing.T) {
+	for _, lifetime := range []time.Duration{10 * time.Second, time.Minute, 5 * time.Minute, time.Hour} {
+		t.Run(lifetime.String(), func(t *testing.T) {
+			a := &Assertion{Issuer: "c", Subject: "u", Audience: []string{"a"}, Lifetime: lifetime, Key: key(t), KeyID: "k"}
+			s, err := a.Sign(t0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			claims := jwt.MapClaims{}
+			if _, _, err := jwt.NewParser().ParseUnverified(s, claims); err != nil {
+				t.Fatal(err)
+			}
+			iat, _ := claims.GetIssuedAt()
+			exp, _ := claims.GetExpirationTime()
+			if got := exp.Sub(iat.Time); got != lifetime {
+				t.Errorf("exp - iat = %s, want %s", got, lifetime)
+			}
+			if iat.After(t0) || !exp.After(t0) {
+				t.Errorf("iat %s, exp %s: want iat <= now < exp (now %s)", iat, exp, t0)
+			}
+		})
 	}
 }
 

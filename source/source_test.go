@@ -229,6 +229,21 @@ func TestFetchJWTBearerSecret(t *testing.T) {
 	}
 }
 
+// TestFetchAssertionLifetimeBounds fetches with the shortest and longest
+// assertion lifetime config accepts: the identity domain's emulator caps
+// exp - iat at 1h, and tokd documents lifetime as exp - iat.
+func TestFetchAssertionLifetimeBounds(t *testing.T) {
+	e := newEnv(t)
+	for _, lifetime := range []string{"10s", "1h"} {
+		t.Run(lifetime, func(t *testing.T) {
+			s := e.source(t, `scopes = ["`+apiRead+`"]`+jwtBearerSecret+`lifetime = "`+lifetime+`"`+"\n")
+			if _, err := s.Fetch(t.Context(), ""); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
 func TestFetchRefresh(t *testing.T) {
 	e := newEnv(t)
 	s := e.source(t, `scopes = ["`+apiRead+`"]`+"\nrefresh_token = true"+jwtBearerSecret)
