@@ -244,7 +244,8 @@ const maxLifetime = 366 * 24 * time.Hour
 
 // ParseTokenResponse reads a 2xx token response received at now. The
 // expiry is absolute: now + expires_in, or the access token's JWT exp when
-// expires_in is absent.
+// expires_in is absent. A token_type other than Bearer (any case) is
+// refused.
 func ParseTokenResponse(status int, body []byte, now time.Time) (*Token, error) {
 	var r tokenResponse
 	if err := json.Unmarshal(body, &r); err != nil {
@@ -264,10 +265,14 @@ func ParseTokenResponse(status int, body []byte, now time.Time) (*Token, error) 
 		Scope:        r.Scope,
 		IssuedAt:     now,
 	}
-	switch {
-	case tok.TokenType == "", strings.EqualFold(tok.TokenType, "bearer"):
-		tok.TokenType = "Bearer"
+	// RFC 6749 §7.1: a client must not use a token whose type it does not
+	// understand, and everything tokd serves to is a Bearer user (RFC 6750).
+	// A missing token_type is taken as Bearer, as golang.org/x/oauth2 does.
+	if tok.TokenType != "" && !strings.EqualFold(tok.TokenType, "bearer") {
+		return nil, &Error{StatusCode: status,
+			Description: fmt.Sprintf("token_type %.40q is not Bearer, the only type tokd can serve (RFC 6749 §7.1)", cleanText(tok.TokenType))}
 	}
+	tok.TokenType = "Bearer"
 	lifetime, err := parseExpiresIn(r.ExpiresIn)
 	if err != nil {
 		return nil, &Error{StatusCode: status, Description: err.Error()}

@@ -360,10 +360,15 @@ func TestParseTokenResponse(t *testing.T) {
 			want: &Token{AccessToken: jwtTok, TokenType: "Bearer", IssuedAt: t0, Expiry: exp},
 		},
 		{
-			name: "other token types kept",
-			body: `{"access_token":"a","token_type":"DPoP","expires_in":60,"refresh_token":"r"}`,
-			want: &Token{AccessToken: "a", TokenType: "DPoP", RefreshToken: "r", IssuedAt: t0, Expiry: t0.Add(time.Minute)},
+			name: "token_type in capitals",
+			body: `{"access_token":"a","token_type":"BEARER","expires_in":60,"refresh_token":"r"}`,
+			want: &Token{AccessToken: "a", TokenType: "Bearer", RefreshToken: "r", IssuedAt: t0, Expiry: t0.Add(time.Minute)},
 		},
+		// RFC 6749 §7.1: a client must not use a token whose type it does
+		// not understand; tokd serves every token as a Bearer token.
+		{name: "DPoP token refused", body: `{"access_token":"a","token_type":"DPoP","expires_in":60}`, wantErr: `token_type "DPoP"`},
+		{name: "mac token refused", body: `{"access_token":"a","token_type":"mac","expires_in":60}`, wantErr: `token_type "mac"`},
+		{name: "non-string token_type", body: `{"access_token":"a","token_type":1,"expires_in":60}`, wantErr: "unreadable token response", retryable: true},
 		{name: "opaque token without expires_in", body: `{"access_token":"opaque"}`, wantErr: "no expires_in"},
 		{name: "negative expires_in", body: `{"access_token":"a","expires_in":-5}`, wantErr: "out of range"},
 		{name: "expires_in not a number", body: `{"access_token":"a","expires_in":"soon"}`, wantErr: "not a number"},
