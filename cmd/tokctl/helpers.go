@@ -21,7 +21,8 @@ import (
 //	git config --global credential.https://git.example.com.helper '!tokctl git-credential'
 //
 // get answers for the profile whose git.urls cover the request, or prints
-// nothing so that git asks its next helper; erase makes the daemon drop
+// nothing so that git asks its next helper (also when git names a user
+// other than the profile's git.username); erase makes the daemon drop
 // the token the server refused; store and unknown actions do nothing.
 func cmdGitCredential(c *client.Client, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) != 1 {
@@ -53,6 +54,11 @@ func cmdGitCredential(c *client.Client, args []string, stdin io.Reader, stdout, 
 		return nil
 	case err != nil:
 		return err
+	case req.Username != "" && req.Username != cred.Username:
+		// git has a user already (https://alice@host/, credential.username)
+		// and the profile's token is another's: not ours to answer, as
+		// git's own helpers match the username too.
+		return nil
 	}
 	return credproto.WriteGitAnswer(stdout, req, credproto.GitAnswer{
 		Username: cred.Username, Token: cred.AccessToken, Expiry: cred.ExpiresAt,

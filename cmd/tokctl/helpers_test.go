@@ -1,0 +1,120 @@
+package main
+
+// The credential helpers' decisions, run against a fake tokd that
+// answers the socket API as the daemon does. The protocols end to end,
+// with the real git, client-go and docker clients and the real tokd, are
+// tested in cmd/ (git_test.go, kube_test.go, docker_test.go).
+
+import (
+	"bytes"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tokd/tokd/apitype"
+)
+
+// fakeTokd serves tokd's socket API from handler and records the paths
+// (with queries) it was asked for.
+type fakeTokd struct {
+	Socket string
+	mu     sync.Mutex // guards asked
+	asked  []string
+}
+
+func newFakeTokd(t *testing.T, handler http.HandlerFunc) *fakeTokd {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "tc-") // t.TempDir can outgrow sun_path
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	f := &fakeTokd{Socket: filepath.Join(dir, "s")}
+	l, err := net.Listen("unix", f.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		f.asked = append(f.asked, r.Method+" "+r.URL.RequestURI())
+		f.mu.Unlock()
+		w.Header().Set(apitype.VersionHeader, apitype.Version)
+		handler(w, r)
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return f
+}
+
+// Asked returns the requests served so far.
+func (f *fakeTokd) Asked() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.asked...)
+}
+
+// gitCredentialOf serves cred for every git request.
+func gitCredentialOf(cred apitype.Credential) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/git" || r.Method != http.MethodGet {
+			w.WriteHeader(http.StatusNotFound)
+			json.NewEncoder(w).Encode(apitype.ErrorResponse{Error: "not found"})
+			return
+		}
+		json.NewEncoder(w).Encode(cred)
+	}
+}
+
+// runHelper runs tokctl with args against socket, stdin as given, and
+// returns stdout, stderr and the exit code.
+func runHelper(socket, stdin string, args ...string) (string, string, int) {
+	var stdout, stderr bytes.Buffer
+	err := run(append([]string{"--socket", socket}, args...), strings.NewReader(stdin), &stdout, &stderr)
+	code := exitCode(err, &stderr)
+	return stdout.String(), stderr.String(), code
+}
+
+var demoCredential = apitype.Credential{
+	Token: apitype.Token{Profile: "demo", AccessToken: "tok-demo", TokenType: "Bearer",
+		ExpiresAt: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)},
+	Username:  "oauth2",
+	ServerURL: "https://git.example.com/",
+}
+
+// TestGitCredentialOtherUser: git sends the username it already has (from
+// the URL, as in https://alice@git.example.com/, or credential.username).
+// A credential for another user is not the one it asks for: tokctl
+// answers nothing, as git's own helpers do (credential_match), and git
+// asks its next helper instead of sending the profile's token as alice.
+func TestGitCredentialOtherUser(t *testing.T) {
+	f := newFakeTokd(t, gitCredentialOf(demoCredential))
+	for _, tt := range []struct {
+		name, in string
+		answer   bool
+	}{
+		{"no username", "protocol=https\nhost=git.example.com\n\n", true},
+		{"the profile's username", "protocol=https\nhost=git.example.com\nusername=oauth2\n\n", true},
+		{"another username", "protocol=https\nhost=git.example.com\nusername=alice\n\n", false},
+		{"another username in url", "url=https://alice@git.example.com/team/repo.git\n\n", false},
+		{"another username, authtype", "capability[]=authtype\nprotocol=https\nhost=git.example.com\nusername=alice\nwwwauth[]=Bearer\n\n", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			stdout, stderr, code := runHelper(f.Socket, tt.in, "git-credential", "get")
+			if code != 0 {
+				t.Fatalf("exit %d, stderr %q", code, stderr)
+			}
+			if got := strings.Contains(stdout, "tok-demo"); got != tt.answer {
+				t.Errorf("answer %q; want the token: %v", stdout, tt.answer)
+			}
+			if !tt.answer && (stdout != "" || stderr != "") {
+				t.Errorf("stdout %q, stderr %q; want nothing", stdout, stderr)
+			}
+		})
+	}
+}
