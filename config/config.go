@@ -101,7 +101,10 @@
 //   - ca_file: at most 4 MiB of PEM certificates, at least one; the pool is
 //     the system pool plus these.
 //   - A secret or key file with any permission for group or others gives a
-//     Warning, as ssh does.
+//     Warning, as ssh does; so does a certificate or CA file, or the
+//     configuration file itself, that group or others can write: whoever
+//     can write them can make tokd trust another server, or send the
+//     client secret to one.
 //
 // No message ever holds secret or key material.
 package config
@@ -301,12 +304,19 @@ type Options struct {
 // reads the files it names. A missing file gives an error that matches
 // fs.ErrNotExist, unlike an invalid one, which gives a *ValidationError or
 // a *SyntaxError. The configuration file itself is always read from the
-// operating system, not from opts.FS. Warnings are returned even with an
-// error.
+// operating system, not from opts.FS; if group or others can write it, the
+// first warning, with an empty key, says so. Warnings are returned even
+// with an error.
 func Load(path string, opts Options) (*Config, []Warning, error) {
-	data, err := readConfigFile(path)
+	data, perm, err := readConfigFile(path)
 	if err != nil {
 		return nil, nil, err
+	}
+	var fileWarnings []Warning
+	if writable(perm) {
+		// Whoever can write the configuration can point token_url or
+		// ca_file elsewhere and collect the client secret.
+		fileWarnings = append(fileWarnings, Warning{Msg: writableMessage(path, perm)})
 	}
 	if opts.BaseDir == "" {
 		abs, err := filepath.Abs(path)
@@ -320,23 +330,29 @@ func Load(path string, opts Options) (*Config, []Warning, error) {
 	if errors.As(err, &se) {
 		se.Path = path
 	}
-	return cfg, warnings, err
+	return cfg, append(fileWarnings, warnings...), err
 }
 
-func readConfigFile(path string) ([]byte, error) {
+// readConfigFile returns the contents of the configuration file and its
+// permission bits.
+func readConfigFile(path string) ([]byte, fs.FileMode, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, 0, fmt.Errorf("config: %w", err)
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, 0, fmt.Errorf("config: %w", err)
+	}
 	data, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, 0, fmt.Errorf("config: %w", err)
 	}
 	if len(data) > maxConfigSize {
-		return nil, fmt.Errorf("config: %s is larger than %d bytes", path, maxConfigSize)
+		return nil, 0, fmt.Errorf("config: %s is larger than %d bytes", path, maxConfigSize)
 	}
-	return data, nil
+	return data, fi.Mode().Perm(), nil
 }
 
 // Parse decodes and validates a configuration and reads the files it

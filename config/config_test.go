@@ -1015,3 +1015,52 @@ func TestResourceServer(t *testing.T) {
 		}
 	}
 }
+
+func TestWritableFileWarnings(t *testing.T) {
+	k := testKeys()
+	tests := []struct {
+		name                         string
+		configMode, caMode, certMode os.FileMode
+		want                         []string // warnings as "key: text", DIR for the directory
+	}{
+		{name: "0644 and 0600 give none", configMode: 0o644, caMode: 0o644, certMode: 0o600},
+		{
+			name:       "world-writable configuration",
+			configMode: 0o666, caMode: 0o644, certMode: 0o644,
+			want: []string{"DIR/tokd.toml is writable by group or others (mode 0666); chmod go-w it"},
+		},
+		{
+			name:       "group-writable ca_file and world-writable cert_file",
+			configMode: 0o640, caMode: 0o664, certMode: 0o602,
+			want: []string{
+				"profiles.ci.assertion.cert_file: DIR/ci-user.crt is writable by group or others (mode 0602); chmod go-w it",
+				"profiles.ci.ca_file: DIR/ca.pem is writable by group or others (mode 0664); chmod go-w it",
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			write(t, filepath.Join(dir, "ci.secret"), testSecret+"\n", 0o600)
+			write(t, filepath.Join(dir, "ci-user.pem"), k.userPKCS8, 0o600)
+			write(t, filepath.Join(dir, "ci-user.crt"), k.userCert, tt.certMode)
+			write(t, filepath.Join(dir, "ca.pem"), k.userCert, tt.caMode)
+			data := edit(minimal,
+				`client_secret_file = "/etc/tokd/ci.secret"`, `client_secret_file = "ci.secret"`+"\n"+`ca_file = "ca.pem"`,
+				`key_file = "/etc/tokd/ci-user.pem"`, `key_file = "ci-user.pem"`+"\n"+`cert_file = "ci-user.crt"`)
+			path := filepath.Join(dir, "tokd.toml")
+			write(t, path, data, tt.configMode)
+			_, warnings, err := Load(path, Options{})
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			var got []string
+			for _, w := range warnings {
+				got = append(got, strings.ReplaceAll(w.String(), dir, "DIR"))
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("warnings (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

@@ -177,15 +177,27 @@ func (f *fileReader) readFile(path string, limit int64, private bool) *readResul
 	if int64(len(data)) > limit {
 		return fail("%s is larger than %d bytes", path, limit)
 	}
-	if perm := fi.Mode().Perm(); private && perm&0o077 != 0 {
+	switch perm := fi.Mode().Perm(); {
+	case private && perm&0o077 != 0:
 		what := "readable"
 		if perm&0o044 == 0 {
 			what = "accessible"
 		}
 		res.warnings = append(res.warnings, fmt.Sprintf("%s is %s by group or others (mode %04o); chmod 600 it", path, what, perm))
+	case !private && writable(perm):
+		res.warnings = append(res.warnings, writableMessage(path, perm))
 	}
 	res.data, res.ok = data, true
 	return res
+}
+
+// writable reports whether perm lets group or others write a file.
+func writable(perm fs.FileMode) bool { return perm&0o022 != 0 }
+
+// writableMessage is the warning about a file at path that group or
+// others can write.
+func writableMessage(path string, perm fs.FileMode) string {
+	return fmt.Sprintf("%s is writable by group or others (mode %04o); chmod go-w it", path, perm)
 }
 
 func fileErrorMessage(path string, err error) string {
