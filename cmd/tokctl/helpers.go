@@ -37,6 +37,11 @@ func cmdGitCredential(c *client.Client, args []string, stdin io.Reader, stdout, 
 	if err != nil {
 		return errtext.Wrap("git-credential", err)
 	}
+	if !strings.EqualFold(req.Protocol, "https") && !strings.EqualFold(req.Protocol, "http") && req.Protocol != "" {
+		// A certificate's password (cert), git send-email's login (smtp):
+		// git.urls are http and https only, so no profile covers them.
+		return nil
+	}
 	if req.Protocol == "" || req.Host == "" {
 		return errors.New("git-credential: the request names no protocol and host")
 	}

@@ -118,3 +118,27 @@ func TestGitCredentialOtherUser(t *testing.T) {
 		})
 	}
 }
+
+// TestGitCredentialOtherProtocols: git runs its helpers for more than
+// HTTP: the password of a client certificate (protocol=cert, an empty
+// host), git send-email's SMTP login (protocol=smtp). No profile can cover
+// them (git.urls are http and https), so tokctl answers nothing, says
+// nothing (git shows a helper's stderr) and does not ask tokd.
+func TestGitCredentialOtherProtocols(t *testing.T) {
+	f := newFakeTokd(t, gitCredentialOf(demoCredential))
+	for _, in := range []string{
+		"protocol=cert\nhost=\npath=/home/u/client.p12\n\n",
+		"protocol=smtp\nhost=smtp.example.com:587\nusername=u@example.com\n\n",
+		"url=cert:///home/u/client.p12\n\n",
+	} {
+		for _, action := range []string{"get", "erase"} {
+			stdout, stderr, code := runHelper(f.Socket, in, "git-credential", action)
+			if code != 0 || stdout != "" || stderr != "" {
+				t.Errorf("%s %q: exit %d, stdout %q, stderr %q; want 0 and nothing", action, in, code, stdout, stderr)
+			}
+		}
+	}
+	if asked := f.Asked(); len(asked) != 0 {
+		t.Errorf("tokd was asked %q", asked)
+	}
+}
