@@ -3,6 +3,7 @@ package credproto
 import (
 	"bytes"
 	"encoding/json"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -91,6 +92,27 @@ func TestGitRequestURL(t *testing.T) {
 	for _, tt := range tests {
 		if got := tt.req.URL(); got != tt.want {
 			t.Errorf("URL() = %q, want %q", got, tt.want)
+		}
+	}
+}
+
+// TestGitRequestURLPath: git sends the path decoded (a repository URL's
+// %23 arrives as '#'), and the daemon reads URL() with net/url, so a path
+// must come through whole: not cut at '#' or '?', not refused for a '%'.
+func TestGitRequestURLPath(t *testing.T) {
+	for _, path := range []string{
+		"team/repo.git", "team/a#b.git", "team/a?b=c/repo.git", "team/100%/repo.git", "team/%41",
+		"team/my repo.git", "tëam/ré po.git", "team/a\tb", "team/a\x7fb", "team/\x01",
+	} {
+		req := GitRequest{Protocol: "https", Host: "git.example.com:8443", Path: path}
+		u, err := url.Parse(req.URL())
+		if err != nil {
+			t.Errorf("path %q: URL() = %q: %v", path, req.URL(), err)
+			continue
+		}
+		if u.Scheme != "https" || u.Host != "git.example.com:8443" || u.Path != "/"+path || u.RawQuery != "" || u.Fragment != "" {
+			t.Errorf("path %q: URL() = %q reads as scheme %q host %q path %q query %q fragment %q",
+				path, req.URL(), u.Scheme, u.Host, u.Path, u.RawQuery, u.Fragment)
 		}
 	}
 }

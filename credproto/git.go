@@ -117,8 +117,34 @@ func (r *GitRequest) setURL(u string) error {
 }
 
 // URL is the request as protocol://host/path, the form git.urls match.
+// git sends the path decoded, so the bytes a URL would read otherwise
+// ('%', '?', '#' and control characters) are percent-encoded: the path
+// that net/url reads back is the one git sent.
 func (r *GitRequest) URL() string {
-	return r.Protocol + "://" + r.Host + "/" + strings.TrimPrefix(r.Path, "/")
+	return r.Protocol + "://" + r.Host + "/" + escapeGitPath(strings.TrimPrefix(r.Path, "/"))
+}
+
+// escapeGitPath percent-encodes '%', '?', '#' and control characters.
+func escapeGitPath(p string) string {
+	const upperhex = "0123456789ABCDEF"
+	var b []byte
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if c != '%' && c != '?' && c != '#' && c >= 0x20 && c != 0x7f {
+			if b != nil {
+				b = append(b, c)
+			}
+			continue
+		}
+		if b == nil {
+			b = append(make([]byte, 0, len(p)+8), p[:i]...)
+		}
+		b = append(b, '%', upperhex[c>>4], upperhex[c&15])
+	}
+	if b == nil {
+		return p
+	}
+	return string(b)
 }
 
 // Refused returns the secret git says the server refused (on erase).
