@@ -36,6 +36,13 @@ func TestParseGitRequest(t *testing.T) {
 				WWWAuth: []string{`Bearer realm="x"`, "Basic"}},
 		},
 		{
+			// git-credential(1): "An empty multi-valued attribute (key[]=)
+			// acts to clear any previous entries and reset the list."
+			name: "an empty multi-valued attribute clears the list",
+			in:   "capability[]=authtype\ncapability[]=\nprotocol=https\nhost=h\nwwwauth[]=Bearer\nwwwauth[]=\nwwwauth[]=Basic\n\n",
+			want: &GitRequest{Protocol: "https", Host: "h", WWWAuth: []string{"Basic"}},
+		},
+		{
 			name: "unknown attributes ignored, CRLF tolerated",
 			in:   "protocol=https\r\nhost=h\r\npassword_expiry_utc=1\r\noauth_refresh_token=x\r\nfuture=thing\r\n\r\n",
 			want: &GitRequest{Protocol: "https", Host: "h"},

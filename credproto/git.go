@@ -39,9 +39,10 @@ type GitRequest struct {
 }
 
 // ParseGitRequest reads key=value lines up to a blank line or EOF.
-// Unknown attributes are ignored, as git requires; a url attribute is
-// split into its parts. Lines longer than MaxGitLine, lines without "=",
-// and NUL bytes are errors.
+// Unknown attributes are ignored, as git requires; an empty key[] value
+// clears that attribute's list; a url attribute is split into its parts.
+// Lines longer than MaxGitLine, lines without "=", and NUL bytes are
+// errors.
 func ParseGitRequest(r io.Reader) (*GitRequest, error) {
 	req := &GitRequest{}
 	sc := bufio.NewScanner(r)
@@ -79,9 +80,9 @@ func ParseGitRequest(r io.Reader) (*GitRequest, error) {
 				return nil, err
 			}
 		case "capability[]":
-			req.Capabilities = append(req.Capabilities, value)
+			req.Capabilities = appendMulti(req.Capabilities, value)
 		case "wwwauth[]":
-			req.WWWAuth = append(req.WWWAuth, value)
+			req.WWWAuth = appendMulti(req.WWWAuth, value)
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -91,6 +92,15 @@ func ParseGitRequest(r io.Reader) (*GitRequest, error) {
 		return nil, &readError{err}
 	}
 	return req, nil
+}
+
+// appendMulti adds a value of a multi-valued attribute (key[]) to list;
+// an empty value clears the list, as git-credential(1) says.
+func appendMulti(list []string, value string) []string {
+	if value == "" {
+		return nil
+	}
+	return append(list, value)
 }
 
 // readError is a failure to read the request, wrapping the reader's error.
