@@ -258,6 +258,14 @@ func ParseTokenResponse(status int, body []byte, now time.Time) (*Token, error) 
 	if r.AccessToken == "" {
 		return nil, &Error{StatusCode: status, Retryable: true, Description: "token response without access_token"}
 	}
+	if !isVSCHAR(r.AccessToken) {
+		return nil, &Error{StatusCode: status, Retryable: true,
+			Description: "token response's access_token holds characters outside VSCHAR (RFC 6749 A.12)"}
+	}
+	if r.RefreshToken != "" && !isVSCHAR(r.RefreshToken) {
+		return nil, &Error{StatusCode: status, Retryable: true,
+			Description: "token response's refresh_token holds characters outside VSCHAR (RFC 6749 A.17)"}
+	}
 	tok := &Token{
 		AccessToken:  r.AccessToken,
 		TokenType:    r.TokenType,
@@ -399,4 +407,16 @@ func NewHTTPClient(extraRoots *x509.CertPool, timeout time.Duration) *http.Clien
 	tr.ResponseHeaderTimeout = c.Timeout
 	c.Transport = tr
 	return c
+}
+
+// isVSCHAR reports whether s is 1*VSCHAR, the syntax of RFC 6749's
+// access and refresh tokens (Appendix A.12, A.17): printable ASCII and
+// space, so no line break can end a line of a credential helper's answer.
+func isVSCHAR(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return s != ""
 }

@@ -368,6 +368,12 @@ func TestParseTokenResponse(t *testing.T) {
 		// not understand; tokd serves every token as a Bearer token.
 		{name: "DPoP token refused", body: `{"access_token":"a","token_type":"DPoP","expires_in":60}`, wantErr: `token_type "DPoP"`},
 		{name: "mac token refused", body: `{"access_token":"a","token_type":"mac","expires_in":60}`, wantErr: `token_type "mac"`},
+		// RFC 6749 A.12 and A.17: both tokens are 1*VSCHAR (%x20-7E). A
+		// line break would add lines to git's credential protocol.
+		{name: "access token with a line break", body: `{"access_token":"a\nusername=x","token_type":"Bearer","expires_in":60}`, wantErr: "access_token", retryable: true},
+		{name: "access token with a NUL", body: `{"access_token":"a\u0000","expires_in":60}`, wantErr: "access_token", retryable: true},
+		{name: "access token not ASCII", body: `{"access_token":"caf\u00e9","expires_in":60}`, wantErr: "access_token", retryable: true},
+		{name: "refresh token with a line break", body: `{"access_token":"a","expires_in":60,"refresh_token":"r\r\nx"}`, wantErr: "refresh_token", retryable: true},
 		{name: "non-string token_type", body: `{"access_token":"a","token_type":1,"expires_in":60}`, wantErr: "unreadable token response", retryable: true},
 		{name: "opaque token without expires_in", body: `{"access_token":"opaque"}`, wantErr: "no expires_in"},
 		{name: "negative expires_in", body: `{"access_token":"a","expires_in":-5}`, wantErr: "out of range"},

@@ -16,6 +16,7 @@ const MaxTokFileBytes = 1 << 20
 // token" button saves (tokens<n>.tok): a JSON object holding the access
 // token under "app_access_token". Unknown keys are tolerated; a string
 // under a key ending in "refresh_token" is taken as the refresh token.
+// Both tokens must be printable ASCII (RFC 6749 VSCHAR).
 // The expiry comes from the access token's exp claim; a token that has
 // expired at now is refused.
 func ParseTokFile(data []byte, now time.Time) (*Token, error) {
@@ -36,6 +37,9 @@ func ParseTokFile(data []byte, now time.Time) (*Token, error) {
 	var access string
 	if err := json.Unmarshal(raw, &access); err != nil || access == "" {
 		return nil, errors.New(`token file's "app_access_token" is not a non-empty string`)
+	}
+	if !isVSCHAR(access) {
+		return nil, errors.New(`token file's "app_access_token" holds characters outside VSCHAR (RFC 6749 A.12)`)
 	}
 	iat, exp, err := jwtTimes(access)
 	if err != nil {
@@ -60,6 +64,9 @@ func ParseTokFile(data []byte, now time.Time) (*Token, error) {
 	for _, k := range keys {
 		var rt string
 		if json.Unmarshal(fields[k], &rt) == nil && rt != "" {
+			if !isVSCHAR(rt) {
+				return nil, fmt.Errorf("token file's %.40q holds characters outside VSCHAR (RFC 6749 A.17)", k)
+			}
 			tok.RefreshToken = rt
 			break
 		}

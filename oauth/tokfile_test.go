@@ -50,6 +50,10 @@ func TestParseTokFile(t *testing.T) {
 			file: fmt.Sprintf(`{"app_access_token":%q}`, noIat),
 			want: &Token{AccessToken: noIat, TokenType: "Bearer", IssuedAt: t0, Expiry: exp},
 		},
+		// base64url decoding skips line breaks, so this still parses as
+		// a JWT; RFC 6749 A.12 forbids it in an access token.
+		{name: "access token with a line break", file: fmt.Sprintf(`{"app_access_token":%q}`, access[:8]+"\n"+access[8:]), wantErr: "VSCHAR"},
+		{name: "refresh token with a line break", file: fmt.Sprintf(`{"app_access_token":%q,"refresh_token":"r\nurl=x"}`, access), wantErr: "VSCHAR"},
 		{name: "empty file", file: ``, wantErr: "not a JSON object"},
 		{name: "array", file: `[1]`, wantErr: "not a JSON object"},
 		{name: "null", file: `null`, wantErr: "not a JSON object"},
@@ -98,6 +102,9 @@ func FuzzParseTokFile(f *testing.F) {
 		}
 		if tok.AccessToken == "" || !tok.Expiry.After(t0) || tok.IssuedAt.After(t0) || tok.TokenType != "Bearer" {
 			t.Fatalf("accepted an unusable token: %+v", tok)
+		}
+		if !isVSCHAR(tok.AccessToken) || (tok.RefreshToken != "" && !isVSCHAR(tok.RefreshToken)) {
+			t.Fatalf("accepted a token outside VSCHAR: %q, %q", tok.AccessToken, tok.RefreshToken)
 		}
 	})
 }
