@@ -10,7 +10,9 @@
 #   3. LoadCredential=: tokd.key from /etc/credstore seals the store, and a
 #      secret named relatively in tokd.toml is read from
 #      $CREDENTIALS_DIRECTORY; tokd reaches a TCP endpoint through the
-#      address-family and system-call filters;
+#      address-family and system-call filters; /metrics answers in full
+#      (the process collector reads /proc/self and /proc/stat) while
+#      ProtectProc= hides other users' processes;
 #   4. the watchdog: with WatchdogSec=4s, tokd keeps running for 10 s;
 #   5. socket activation: with only tokd.socket started, a tokctl call
 #      starts tokd, which serves the passed socket;
@@ -117,6 +119,7 @@ ok "systemctl reload reloads the configuration"
 inside sh -c 'umask 077; mkdir -p /etc/credstore && head -c 32 /dev/urandom >/etc/credstore/tokd.key && echo s3cret >/etc/credstore/demo.secret'
 inside sh -c 'mkdir -p /etc/systemd/system/tokd.service.d && printf "[Service]\nLoadCredential=demo.secret\n" >/etc/systemd/system/tokd.service.d/test.conf'
 cat >"$root/etc/tokd/tokd.toml" <<'EOF'
+metrics_address = "127.0.0.1:9464"
 [profiles.demo]
 token_url = "http://127.0.0.1:9/oauth2/v1/token"
 client_id = "demo"
@@ -130,6 +133,11 @@ sleep 1
 inside journalctl -u tokd.service --no-pager -n 20 | grep -q 'store open.*key=credentials' || fail "the sealing key did not come from the credential"
 inside journalctl -u tokd.service --no-pager -n 20 | grep -q 'connection refused' || fail "tokd did not reach 127.0.0.1:9 over TCP"
 ok "LoadCredential= delivers tokd.key and a relatively named secret; TCP works in the sandbox"
+inside curl -fsS http://127.0.0.1:9464/metrics >"$work/metrics" || fail "/metrics does not answer 200 in the sandbox"
+grep -q '^process_start_time_seconds ' "$work/metrics" || fail "/metrics lacks process_start_time_seconds"
+inside sh -c 'grep -E " /proc .* - proc .*hidepid=(invisible|4)" /proc/$(systemctl show -P MainPID tokd.service)/mountinfo' >/dev/null ||
+	fail "tokd sees other users' processes: its /proc is not mounted with hidepid=invisible"
+ok "/metrics answers in full; other users' processes are hidden from tokd"
 
 # 4. The watchdog, shortened so that the test stays short.
 if ! skip watchdog; then

@@ -150,6 +150,9 @@ func TestUnitsMatchTheCode(t *testing.T) {
 		{sys, "Service", "CapabilityBoundingSet", ""},
 		{sys, "Service", "RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"},
 		{sys, "Service", "UMask", "0077"},
+		// tokd reads no other process's /proc entry (SO_PEERGROUPS gives
+		// the callers' groups), so it need not see other users' processes.
+		{sys, "Service", "ProtectProc", "invisible"},
 		{sys, "Install", "Also", "tokd.socket"},
 		{sysSock, "Socket", "ListenStream", rootSocket},
 		{sysSock, "Socket", "SocketMode", fmt.Sprintf("%04o", daemon.SocketMode)},
@@ -182,11 +185,14 @@ func TestUnitsMatchTheCode(t *testing.T) {
 	if !slices.Contains(sys.values["Service.LoadCredential"], "tokd.key") {
 		t.Errorf("tokd.service: no LoadCredential=tokd.key")
 	}
-	// Options that would break SO_PEERCRED authorisation.
+	// Options that would break SO_PEERCRED authorisation, or the metrics:
+	// ProcSubset=pid hides /proc/stat, whose boot time the process
+	// collector needs, and process_start_time_seconds goes missing
+	// (packaging/boot-test.sh checks it under the real sandbox).
 	for _, u := range []unitFile{sys, user} {
-		for _, key := range []string{"PrivateUsers", "ProtectProc", "DynamicUser"} {
+		for _, key := range []string{"PrivateUsers", "DynamicUser", "ProcSubset"} {
 			if v, ok := u.values["Service."+key]; ok {
-				t.Errorf("%s: %s=%s breaks per-caller authorisation (see the unit's comments)", u.name, key, v)
+				t.Errorf("%s: %s=%s breaks per-caller authorisation or the metrics (see the unit's comments)", u.name, key, v)
 			}
 		}
 	}
