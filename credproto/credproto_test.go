@@ -57,6 +57,35 @@ func TestParseGitRequest(t *testing.T) {
 			in:   "url=https://alice@git.example.com:444/team/repo.git\n",
 			want: &GitRequest{Protocol: "https", Host: "git.example.com:444", Path: "team/repo.git", Username: "alice"},
 		},
+		// A url attribute as git's credential_from_url reads it: the
+		// request so far is cleared, the host ends at '/', '?' or '#',
+		// user, password, host and path are percent-decoded, and the
+		// path loses its leading and trailing slashes.
+		{
+			name: "url with user and password",
+			in:   "url=https://alice:s3cr3t@git.example.com/team/repo.git\n",
+			want: &GitRequest{Protocol: "https", Host: "git.example.com", Path: "team/repo.git", Username: "alice", Password: "s3cr3t"},
+		},
+		{
+			name: "url percent-decoded",
+			in:   "url=https://a%40b@git.example.com/my%20repo%23x.git\n",
+			want: &GitRequest{Protocol: "https", Host: "git.example.com", Path: "my repo#x.git", Username: "a@b"},
+		},
+		{
+			name: "url slashes trimmed",
+			in:   "url=https://h//team//repo.git//\n",
+			want: &GitRequest{Protocol: "https", Host: "h", Path: "team//repo.git"},
+		},
+		{
+			name: "url host ends at '?' or '#'",
+			in:   "url=https://h?u=x@evil.example\n",
+			want: &GitRequest{Protocol: "https", Host: "h", Path: "?u=x@evil.example"},
+		},
+		{
+			name: "url clears what came before",
+			in:   "username=bob\nhost=other\npath=x\nurl=https://h\n",
+			want: &GitRequest{Protocol: "https", Host: "h"},
+		},
 		{
 			name: "lines after the blank line are not read",
 			in:   "protocol=https\nhost=a\n\nhost=b\n",

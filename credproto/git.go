@@ -109,21 +109,78 @@ type readError struct{ err error }
 func (e *readError) Error() string { return "reading the credential request: " + e.err.Error() }
 func (e *readError) Unwrap() error { return e.err }
 
-// setURL splits a url attribute as git does: protocol, host, path.
+// setURL reads a url attribute as git's credential_from_url does: the
+// request so far is cleared; the host ends at the first '/', '?' or '#';
+// "user[:password]@" before it sets those; user, password, host and path
+// are percent-decoded; the path loses its leading and trailing slashes.
 func (r *GitRequest) setURL(u string) error {
 	proto, rest, ok := strings.Cut(u, "://")
 	if !ok || proto == "" {
 		return errors.New("credential url without a scheme: " + errtext.QuoteShort(u, 60))
 	}
-	host, path, _ := strings.Cut(rest, "/")
-	if at := strings.LastIndexByte(host, '@'); at >= 0 {
-		if r.Username == "" {
-			r.Username = host[:at]
+	*r = GitRequest{Protocol: proto}
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	host, path := rest[:end], rest[end:]
+	if at := strings.IndexByte(host, '@'); at >= 0 {
+		user := host[:at]
+		if colon := strings.IndexByte(user, ':'); colon >= 0 {
+			r.Password = percentDecode(user[colon+1:])
+			user = user[:colon]
 		}
+		r.Username = percentDecode(user)
 		host = host[at+1:]
 	}
-	r.Protocol, r.Host, r.Path = proto, host, path
+	r.Host = percentDecode(host)
+	path = strings.TrimLeft(path, "/")
+	if path != "" {
+		path = percentDecode(path)
+		if trimmed := strings.TrimRight(path, "/"); trimmed != "" {
+			path = trimmed
+		} else {
+			path = path[:1]
+		}
+	}
+	r.Path = path
+	if strings.ContainsAny(r.Username+r.Password+r.Host+r.Path, "\n\x00") {
+		return errors.New("credential url holds an encoded newline or NUL: " + errtext.QuoteShort(u, 60))
+	}
 	return nil
+}
+
+// percentDecode decodes %XX escapes as git's url_decode does: an escape
+// that is not two hex digits stays as it is, and '+' is not a space.
+func percentDecode(s string) string {
+	if strings.IndexByte(s, '%') < 0 {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) {
+			if hi, lo := unhex(s[i+1]), unhex(s[i+2]); hi >= 0 && lo >= 0 {
+				b = append(b, byte(hi<<4|lo))
+				i += 2
+				continue
+			}
+		}
+		b = append(b, s[i])
+	}
+	return string(b)
+}
+
+// unhex returns the value of the hex digit c, or -1.
+func unhex(c byte) int {
+	switch {
+	case '0' <= c && c <= '9':
+		return int(c - '0')
+	case 'a' <= c && c <= 'f':
+		return int(c - 'a' + 10)
+	case 'A' <= c && c <= 'F':
+		return int(c - 'A' + 10)
+	}
+	return -1
 }
 
 // URL is the request as protocol://host/path, the form git.urls match.
