@@ -461,6 +461,13 @@ func TestParseErrorResponse(t *testing.T) {
 				Description: "too many requests with an empty body"},
 		},
 		{
+			// RFC 6585 §4: 429 is the rate limit, whatever error code the
+			// body carries (AWS's sign-in service answers invalid_request).
+			name: "429 with invalid_request", status: 429, header: http.Header{"Retry-After": {"3"}},
+			body: `{"error":"invalid_request","error_description":"Too many requests"}`,
+			want: Error{StatusCode: 429, Code: "invalid_request", Description: "Too many requests", Retryable: true, RetryAfter: 3 * time.Second},
+		},
+		{
 			name: "503 html", status: 503, header: http.Header{"Content-Type": {"text/html"}},
 			body: "<html>\n<b>down</b>\n</html>",
 			want: Error{StatusCode: 503, Retryable: true,

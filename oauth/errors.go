@@ -21,8 +21,9 @@ type Error struct {
 	Code        string // RFC 6749 "error", e.g. "invalid_grant"
 	Description string // "error_description", or a summary of a non-JSON body
 	// Retryable reports whether the same request may succeed later
-	// (network errors, 429, 5xx); false for invalid_grant, invalid_client,
-	// invalid_scope, unsupported_grant_type and other client errors.
+	// (network errors, every 429, 5xx); false for invalid_grant,
+	// invalid_client, invalid_scope, unsupported_grant_type and other
+	// client errors, unless the status is 429.
 	Retryable bool
 	// RetryAfter is the server's Retry-After, in seconds or as an HTTP date,
 	// relative to the time the response arrived; 0 when absent.
@@ -125,7 +126,11 @@ func ParseErrorResponse(status int, header http.Header, body []byte, now time.Ti
 		e.Description += ": " + multiResourceHelp
 	}
 	switch {
-	case status == http.StatusTooManyRequests, status == http.StatusRequestTimeout, status >= 500:
+	case status == http.StatusTooManyRequests:
+		// RFC 6585 §4: the rate limit, transient whatever the body's code
+		// (some servers say invalid_request); RateLimited reports it too.
+		e.Retryable = true
+	case status == http.StatusRequestTimeout, status >= 500:
 		e.Retryable = !permanentCodes[e.Code]
 	case e.Code == CodeServerError || e.Code == CodeTemporarilyUnavail:
 		e.Retryable = true

@@ -133,8 +133,11 @@ func FuzzParseErrorResponse(f *testing.F) {
 		if e.RetryAfter < 0 || e.RetryAfter > maxRetryAfter {
 			t.Fatalf("RetryAfter %v out of bounds", e.RetryAfter)
 		}
-		if permanentCodes[e.Code] && e.Retryable {
+		if permanentCodes[e.Code] && e.Retryable && status != http.StatusTooManyRequests {
 			t.Fatalf("%s marked retryable", e.Code)
+		}
+		if e.RateLimited() && !e.Retryable {
+			t.Fatal("a rate-limit answer marked permanent")
 		}
 	})
 }
