@@ -157,8 +157,14 @@ func (c *Client) do(ctx context.Context, form url.Values) (*Token, error) {
 		return nil, networkError(fmt.Errorf("reading the response: %w", err))
 	}
 	if len(body) > MaxResponseBytes {
-		return nil, &Error{StatusCode: resp.StatusCode, Retryable: resp.StatusCode >= 500,
-			Description: fmt.Sprintf("response body larger than %d bytes", MaxResponseBytes)}
+		tooLarge := fmt.Sprintf("response body larger than %d bytes", MaxResponseBytes)
+		if resp.StatusCode < 200 || resp.StatusCode > 299 {
+			// The status and headers still say whether and when to retry.
+			e := ParseErrorResponse(resp.StatusCode, resp.Header, nil, received)
+			e.Description = tooLarge
+			return nil, e
+		}
+		return nil, &Error{StatusCode: resp.StatusCode, Description: tooLarge}
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil, ParseErrorResponse(resp.StatusCode, resp.Header, body, received)

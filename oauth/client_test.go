@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -594,6 +595,33 @@ func TestResponseBodyBounded(t *testing.T) {
 	_, err := newTestClient(t, rec).ClientCredentials(context.Background(), nil)
 	if err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Fatalf("err = %v, want a body-too-large error", err)
+	}
+}
+
+// TestOversizedErrorKeepsRetryAfter checks that an error answer whose
+// body is too large to read is still classified by its status and
+// headers: a 429 or 503 with a Retry-After stays retryable and keeps it.
+func TestOversizedErrorKeepsRetryAfter(t *testing.T) {
+	for _, status := range []int{http.StatusTooManyRequests, http.StatusServiceUnavailable} {
+		t.Run(strconv.Itoa(status), func(t *testing.T) {
+			rec := &recorder{reply: func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Retry-After", "30")
+				w.Header().Set("Content-Type", "text/html")
+				w.WriteHeader(status)
+				io.WriteString(w, strings.Repeat("<p>busy</p>", MaxResponseBytes/8))
+			}}
+			_, err := newTestClient(t, rec).ClientCredentials(context.Background(), nil)
+			var oe *Error
+			if !errors.As(err, &oe) {
+				t.Fatalf("err = %v, want *Error", err)
+			}
+			if !strings.Contains(err.Error(), "larger than") {
+				t.Errorf("err = %v, want it to say the body was too large", err)
+			}
+			if oe.StatusCode != status || !oe.Retryable || oe.RetryAfter != 30*time.Second {
+				t.Errorf("status %d, Retryable %v, RetryAfter %v; want %d, true, 30s", oe.StatusCode, oe.Retryable, oe.RetryAfter, status)
+			}
+		})
 	}
 }
 
