@@ -3,7 +3,9 @@
 //
 // # Files
 //
-// The state directory is created if missing and its mode is forced to 0700:
+// The state directory is created if missing and its mode is forced to 0700,
+// unless it holds files that are not tokd's (it is then refused, not
+// tightened, since something else uses it):
 //
 //	STATE_DIR/                       0700
 //	├── tokd.db                      0600  bbolt database, see below

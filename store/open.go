@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -172,7 +173,10 @@ func readEveryValue(tx *bolt.Tx) error {
 }
 
 // ensureStateDir creates dir if it does not exist and sets its mode to
-// 0700 whatever it was.
+// 0700 whatever it was, unless dir holds files that are not tokd's: then
+// it is not tokd's own directory (state_dir = "/var/lib", a home
+// directory), and tightening its mode would break whatever else uses it,
+// so ensureStateDir refuses it, naming one such file.
 func ensureStateDir(dir string) error {
 	if dir == "" {
 		return errors.New("no state directory given")
@@ -187,10 +191,46 @@ func ensureStateDir(dir string) error {
 	if fi.Mode().Perm() == stateDirMode {
 		return nil // nothing to change, even on a read-only file system
 	}
+	if other, err := foreignEntry(dir); err != nil {
+		return fmt.Errorf("state directory: %w", err)
+	} else if other != "" {
+		return fmt.Errorf("state directory %s (mode %04o) also holds %q, which is not tokd's: "+
+			"give tokd a directory of its own, which it keeps at mode 0700", dir, fi.Mode().Perm(), other)
+	}
 	if err := os.Chmod(dir, stateDirMode); err != nil {
 		return fmt.Errorf("set state directory mode: %w", err)
 	}
 	return nil
+}
+
+// foreignEntry returns the name of an entry of dir that tokd did not put
+// there, or "" when every entry is one of tokd's: tokd.db, tokd.key, a
+// damaged database moved aside, or a key file being written (and the
+// lost+found of a file system mounted there).
+func foreignEntry(dir string) (string, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	for {
+		names, err := f.Readdirnames(64)
+		for _, name := range names {
+			switch {
+			case name == DBFileName, name == KeyFileName, name == "lost+found",
+				strings.HasPrefix(name, DBFileName+".corrupt-"),
+				strings.HasPrefix(name, "."+KeyFileName+"-"):
+			default:
+				return name, nil
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return "", nil
+		}
+		if err != nil {
+			return "", err
+		}
+	}
 }
 
 // moveAside renames the damaged database at path to

@@ -520,6 +520,55 @@ func TestOpenForcesModes(t *testing.T) {
 	}
 }
 
+// TestOpenRefusesASharedStateDir: a loose state directory that holds
+// files other than tokd's (state_dir = "/var/lib" by mistake) is refused
+// with an error naming such a file, and its mode is left alone; one that
+// holds only tokd's files, or is already 0700, is used.
+func TestOpenRefusesASharedStateDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "lib")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "dpkg"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err := store.Open(dir, store.Options{Key: testKey(1)})
+	if err == nil || !strings.Contains(err.Error(), `"dpkg"`) || !strings.Contains(err.Error(), dir) {
+		t.Fatalf("Open of a shared loose directory = %v, want an error naming it and \"dpkg\"", err)
+	}
+	checkMode(t, dir, 0o755|os.ModeDir)
+	if _, err := os.Stat(filepath.Join(dir, store.DBFileName)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Open of a refused directory created %s: %v", store.DBFileName, err)
+	}
+
+	// Already 0700: the operator chose it; nothing is changed, so nothing
+	// is refused.
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	s := openStore(t, dir, testKey(1))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Only tokd's own files (and a mount's lost+found): tightened as before.
+	own := filepath.Join(t.TempDir(), "tokd")
+	s = openStore(t, own, testKey(1))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"lost+found", store.DBFileName + ".corrupt-20260101T000000Z"} {
+		if err := os.WriteFile(filepath.Join(own, name), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(own, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	openStore(t, own, testKey(1))
+	checkMode(t, own, 0o700|os.ModeDir)
+}
+
 func checkMode(t *testing.T, path string, want os.FileMode) {
 	t.Helper()
 	fi, err := os.Stat(path)
