@@ -169,6 +169,9 @@ func cmdExec(c *client.Client, args []string) error {
 	fs := newFlagSet("exec")
 	envName := fs.String("env", defaultTokenEnv) // environment variable for the token
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, errHelp) {
+			return err
+		}
 		return badUsage("exec: " + err.Error())
 	}
 	rest := fs.Args()

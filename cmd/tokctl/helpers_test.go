@@ -142,3 +142,22 @@ func TestGitCredentialOtherProtocols(t *testing.T) {
 		t.Errorf("tokd was asked %q", asked)
 	}
 }
+
+// TestSubcommandHelp: -h or --help after a command asks for the usage, as
+// it does before one: printed on stdout, exit 0, without asking tokd.
+func TestSubcommandHelp(t *testing.T) {
+	socket := filepath.Join(t.TempDir(), "none.sock") // nothing listens
+	for _, args := range [][]string{
+		{"-h"}, {"--help"}, {"get", "-h"}, {"get", "demo", "--help"}, {"status", "-help"},
+		{"refresh", "-h"}, {"exec", "-h"}, {"exec", "--env", "X", "--help"}, {"kubectl-credential", "-h"},
+	} {
+		stdout, stderr, code := runHelper(socket, "", args...)
+		if code != 0 || stdout != usage || stderr != "" {
+			t.Errorf("tokctl %q: exit %d, stdout %.30q..., stderr %q; want 0 and the usage on stdout", args, code, stdout, stderr)
+		}
+	}
+	// After the profile, exec's arguments are the command's.
+	if _, stderr, code := runHelper(socket, "", "exec", "demo", "--", "true", "-h"); code != exitUnreachable {
+		t.Errorf("tokctl exec demo -- true -h: exit %d, stderr %q; want %d (the token asked for)", code, stderr, exitUnreachable)
+	}
+}

@@ -120,7 +120,16 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return badUsage("no command")
 	}
 	c := &client.Client{Socket: socketPath(*socket)}
-	cmd, args := args[0], args[1:]
+	err := runCommand(c, args[0], args[1:], stdin, stdout, stderr)
+	if errors.Is(err, errHelp) {
+		// -h or --help after the command, as before it.
+		_, err = io.WriteString(stdout, usage)
+	}
+	return err
+}
+
+// runCommand runs one command; errHelp means -h or --help was given.
+func runCommand(c *client.Client, cmd string, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	switch cmd {
 	case "get":
 		return cmdGet(c, args, stdout)
@@ -163,6 +172,9 @@ func parse(fs *flagSet, args []string, names ...string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, errHelp) {
+				return nil, err
+			}
 			return nil, badUsage(fs.name + ": " + err.Error())
 		}
 		args = fs.Args()
