@@ -12,9 +12,11 @@
 package oauth
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +24,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -167,11 +170,11 @@ func (c *Client) do(ctx context.Context, form url.Values) (*Token, error) {
 		return nil, &Error{StatusCode: resp.StatusCode, Description: tooLarge}
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return nil, ParseErrorResponse(resp.StatusCode, resp.Header, body, received)
+		return nil, parseErrorResponse(resp.StatusCode, resp.Header, body, received, credentialHider(h, form))
 	}
 	if resp.StatusCode == http.StatusOK && hasErrorField(body) {
 		// Some servers answer errors with 200; the body says what it is.
-		return nil, ParseErrorResponse(resp.StatusCode, resp.Header, body, received)
+		return nil, parseErrorResponse(resp.StatusCode, resp.Header, body, received, credentialHider(h, form))
 	}
 	tok, err := ParseTokenResponse(resp.StatusCode, body, received)
 	var oe *Error
@@ -184,6 +187,46 @@ func (c *Client) do(ctx context.Context, form url.Values) (*Token, error) {
 // errRedirect refuses redirects: the request carries credentials, and a
 // moved endpoint is a configuration matter, not worth retrying.
 var errRedirect = errors.New("token endpoint redirected; set token_url to the final address")
+
+// redacted stands for a credential of the request in an error's text.
+const redacted = "[redacted]"
+
+// credentialHider returns a replacer that hides the credentials a token
+// request carried (its assertions, refresh token, and the Authorization
+// header with the secret inside it, as sent and as decoded) wherever an
+// error answer quotes them: the error is logged and shown by tokctl
+// status, and a debugging proxy or a chatty server may echo the request.
+func credentialHider(h http.Header, form url.Values) *strings.Replacer {
+	var secrets []string
+	add := func(v string) {
+		if v != "" {
+			secrets = append(secrets, v, url.QueryEscape(v))
+		}
+	}
+	for _, k := range []string{"assertion", "client_assertion", "refresh_token", "client_secret"} {
+		add(form.Get(k))
+	}
+	if scheme, cred, ok := strings.Cut(h.Get("Authorization"), " "); ok {
+		add(cred)
+		if raw, err := base64.StdEncoding.DecodeString(cred); err == nil && strings.EqualFold(scheme, "Basic") {
+			if _, secret, ok := strings.Cut(string(raw), ":"); ok {
+				add(secret)
+				if s, err := url.QueryUnescape(secret); err == nil {
+					add(s)
+				}
+			}
+		}
+	}
+	// Longest first, so that no shorter secret inside a longer one
+	// leaves the rest of the longer one showing.
+	slices.SortFunc(secrets, func(a, b string) int { return cmp.Or(len(b)-len(a), strings.Compare(a, b)) })
+	secrets = slices.Compact(secrets)
+	pairs := make([]string, 0, 2*len(secrets))
+	for _, s := range secrets {
+		pairs = append(pairs, s, redacted)
+	}
+	return strings.NewReplacer(pairs...)
+}
 
 // localError is a failure on tokd's side before or instead of a request:
 // not worth retrying until the configuration changes.

@@ -642,6 +642,79 @@ func TestRedirectRefused(t *testing.T) {
 	}
 }
 
+// TestErrorTextHidesRequestCredentials checks that an error answer
+// echoing what tokd sent (a proxy's or framework's debug page, or an
+// error_description quoting the refresh token) does not carry the
+// request's refresh token, client secret or assertions into the error,
+// which the cache logs and tokctl status shows.
+func TestErrorTextHidesRequestCredentials(t *testing.T) {
+	const (
+		secret  = "s3cr+t/=&%-of-the-client"
+		refresh = "rt/+=-refresh-token-value-1234"
+	)
+	user := &Assertion{Issuer: "cid", Subject: "bob", Audience: []string{"aud"}, Key: key(t), KeyID: "k"}
+	echoRequest := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.WriteHeader(http.StatusBadRequest)
+		fmt.Fprintf(w, "bad request\nAuthorization: %s\n%s", r.Header.Get("Authorization"), r.PostForm.Encode())
+	}
+	echoJSON := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		_, pw, _ := r.BasicAuth()
+		pw, _ = url.QueryUnescape(pw)
+		fmt.Fprintf(w, `{"error":"invalid_grant","error_description":"bad grant %s %s for client secret %s"}`,
+			r.PostForm.Get("refresh_token"), r.PostForm.Get("assertion")+r.PostForm.Get("client_assertion"), pw)
+	}
+	tests := []struct {
+		name  string
+		reply func(http.ResponseWriter, *http.Request)
+		auth  ClientAuth
+		call  func(c *Client) error
+	}{
+		{name: "refresh, echoed request", reply: echoRequest, auth: SecretAuth{ClientID: "cid", Secret: secret},
+			call: func(c *Client) error { _, err := c.Refresh(context.Background(), refresh, nil); return err }},
+		{name: "refresh, echoed in error_description", reply: echoJSON, auth: SecretAuth{ClientID: "cid", Secret: secret},
+			call: func(c *Client) error { _, err := c.Refresh(context.Background(), refresh, nil); return err }},
+		{name: "jwt-bearer, echoed in error_description", reply: echoJSON, auth: SecretAuth{ClientID: "cid", Secret: secret},
+			call: func(c *Client) error { _, err := c.JWTBearer(context.Background(), user, nil); return err }},
+		{name: "client assertion, echoed in error_description", reply: echoJSON,
+			auth: AssertionAuth{Assertion: Assertion{Issuer: "cid", Subject: "cid", Audience: []string{"aud"}, Key: key(t), KeyID: "ck"}},
+			call: func(c *Client) error { _, err := c.ClientCredentials(context.Background(), nil); return err }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &recorder{reply: tt.reply}
+			c := newTestClient(t, rec)
+			c.Auth = tt.auth
+			err := tt.call(c)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			msg := err.Error()
+			form, h := rec.forms[0], rec.heads[0]
+			hidden := []string{secret, url.QueryEscape(secret), refresh, url.QueryEscape(refresh)}
+			if basic, ok := strings.CutPrefix(h.Get("Authorization"), "Basic "); ok {
+				hidden = append(hidden, basic)
+			}
+			for _, k := range []string{"assertion", "client_assertion"} {
+				if jwt := form.Get(k); jwt != "" {
+					sig := jwt[strings.LastIndex(jwt, ".")+1:]
+					hidden = append(hidden, sig[:16])
+				}
+			}
+			for _, v := range hidden {
+				if strings.Contains(msg, v) {
+					t.Errorf("error shows %q:\n%s", v, msg)
+				}
+			}
+			if !strings.Contains(msg, "[redacted]") {
+				t.Errorf("error does not say what it hid: %s", msg)
+			}
+		})
+	}
+}
+
 func TestErrorIn200Body(t *testing.T) {
 	rec := &recorder{reply: jsonReply(200, `{"error":"invalid_grant","error_description":"user locked"}`)}
 	_, err := newTestClient(t, rec).ClientCredentials(context.Background(), nil)

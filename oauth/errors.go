@@ -107,6 +107,12 @@ const maxErrorText = 512
 // RFC 6749 error JSON, any other JSON, or not JSON at all; now is the time
 // the response arrived, against which an HTTP-date Retry-After is measured.
 func ParseErrorResponse(status int, header http.Header, body []byte, now time.Time) *Error {
+	return parseErrorResponse(status, header, body, now, nil)
+}
+
+// parseErrorResponse is ParseErrorResponse that also replaces, with hide,
+// the request's credentials wherever the server's text quotes them.
+func parseErrorResponse(status int, header http.Header, body []byte, now time.Time, hide *strings.Replacer) *Error {
 	e := &Error{
 		StatusCode: status,
 		RetryAfter: ParseRetryAfter(header.Get("Retry-After"), now),
@@ -116,11 +122,11 @@ func ParseErrorResponse(status int, header http.Header, body []byte, now time.Ti
 		ErrorDescription json.RawMessage `json:"error_description"`
 	}
 	if json.Unmarshal(body, &rfc) == nil {
-		e.Code = cleanText(jsonString(rfc.Error))
-		e.Description = cleanText(jsonString(rfc.ErrorDescription))
+		e.Code = cleanText(hideIn(hide, jsonString(rfc.Error)))
+		e.Description = cleanText(hideIn(hide, jsonString(rfc.ErrorDescription)))
 	}
 	if e.Code == "" && e.Description == "" {
-		e.Description = describeBody(status, header, body)
+		e.Description = describeBody(status, header, body, hide)
 	}
 	if e.Code == CodeInvalidScope && mentionsMultiResource(e.Description) {
 		e.Description += ": " + multiResourceHelp
@@ -149,8 +155,16 @@ func jsonString(raw json.RawMessage) string {
 	return s
 }
 
+// hideIn returns s with what hide names replaced; hide may be nil.
+func hideIn(hide *strings.Replacer, s string) string {
+	if hide == nil {
+		return s
+	}
+	return hide.Replace(s)
+}
+
 // describeBody summarises a body that carries no RFC 6749 error.
-func describeBody(status int, header http.Header, body []byte) string {
+func describeBody(status int, header http.Header, body []byte, hide *strings.Replacer) string {
 	text := http.StatusText(status)
 	if text == "" {
 		text = "unexpected status"
@@ -160,7 +174,7 @@ func describeBody(status int, header http.Header, body []byte) string {
 		return strings.ToLower(text) + " with an empty body"
 	}
 	return fmt.Sprintf("%s with a non-OAuth body (%s, %d bytes): %q",
-		strings.ToLower(text), contentType(header), len(body), cleanText(string(trimmed)))
+		strings.ToLower(text), contentType(header), len(body), cleanText(hideIn(hide, string(trimmed))))
 }
 
 // cleanText makes server-supplied text safe for one log line: valid
