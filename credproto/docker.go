@@ -52,8 +52,13 @@ func ReadDockerServer(r io.Reader) (string, error) {
 }
 
 // DockerHub is the name under which docker.registries name Docker Hub,
-// which docker itself calls https://index.docker.io/v1/.
+// which docker itself calls DockerHubServer.
 const DockerHub = "docker.io"
+
+// DockerHubServer is docker's server URL for Docker Hub: what docker login
+// stores, and the only key docker looks Hub's credentials up by among all
+// of a helper's (registry.ResolveAuthConfig, for the official index).
+const DockerHubServer = "https://index.docker.io/v1/"
 
 // DockerRegistry reduces what docker calls a server URL to the
 // host[:port] that docker.registries name: "https://host:5000/v1/" and

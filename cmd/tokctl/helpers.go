@@ -146,6 +146,11 @@ func cmdDockerCredential(c *client.Client, args []string, stdin io.Reader, stdou
 		if err != nil {
 			return err
 		}
+		if user, ok := list[credproto.DockerHub]; ok {
+			// docker keys Hub's credentials by its server URL.
+			delete(list, credproto.DockerHub)
+			list[credproto.DockerHubServer] = user
+		}
 		_, err = stdout.Write(append(appendDockerListJSON(nil, list), '\n'))
 		return err
 	case "store", "erase":

@@ -161,3 +161,25 @@ func TestSubcommandHelp(t *testing.T) {
 		t.Errorf("tokctl exec demo -- true -h: exit %d, stderr %q; want %d (the token asked for)", code, stderr, exitUnreachable)
 	}
 }
+
+// TestDockerListHub: docker keys Docker Hub's credentials by
+// https://index.docker.io/v1/ (what docker login stores, and the only key
+// its ResolveAuthConfig takes for the official index), so list names Hub
+// so, not by the docker.io that docker.registries use.
+func TestDockerListHub(t *testing.T) {
+	f := newFakeTokd(t, func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(apitype.DockerList{"docker.io": "oauth2accesstoken", "registry.example.com": "u"})
+	})
+	stdout, stderr, code := runHelper(f.Socket, "", "docker-credential", "list")
+	if code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	var got map[string]string
+	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+		t.Fatalf("list printed %q: %v", stdout, err)
+	}
+	want := map[string]string{"https://index.docker.io/v1/": "oauth2accesstoken", "registry.example.com": "u"}
+	if len(got) != len(want) || got["https://index.docker.io/v1/"] != want["https://index.docker.io/v1/"] || got["registry.example.com"] != "u" {
+		t.Errorf("list = %v, want %v", got, want)
+	}
+}
