@@ -321,9 +321,9 @@ func TestDocumentedEverywhere(t *testing.T) {
 		}
 	}
 
-	// tokd: the flags that `tokd -h` lists.
+	// tokd: the flags that `tokd -h` lists, one a line as --name.
 	out, _ = exec.Command(tokd, "-h").CombinedOutput()
-	tokdFlags := regexp.MustCompile(`(?m)^\s+-([a-z][a-z-]*)`).FindAllStringSubmatch(string(out), -1)
+	tokdFlags := regexp.MustCompile(`(?m)^\s+--([a-z][a-z-]*)`).FindAllStringSubmatch(string(out), -1)
 	if len(tokdFlags) < 5 {
 		t.Fatalf("found only %d flags in tokd -h:\n%s", len(tokdFlags), out)
 	}

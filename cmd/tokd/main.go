@@ -71,20 +71,33 @@ type flags struct {
 	version   bool
 }
 
-func parseFlags(args []string, stderr io.Writer) (*flags, error) {
+// usageHead is the start of tokd --help, in the man page's words.
+const usageHead = `usage: tokd [--config file] [--socket path] [--state-dir dir]
+            [--log-level level] [--log-format format]
+       tokd [--config file] --check
+       tokd --dev
+       tokd --version
+
+`
+
+// parseFlags parses tokd's flags. On -h or --help it writes the help to
+// stdout and returns flag.ErrHelp; a usage error is returned, not printed.
+func parseFlags(args []string, stdout io.Writer) (*flags, error) {
 	var f flags
 	fs := flag.NewFlagSet("tokd", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	fs.StringVar(&f.config, "config", "", "configuration file (default "+defaultConfigPath()+")")
-	fs.BoolVar(&f.check, "check", false, "validate the configuration and exit")
+	fs.BoolVar(&f.check, "check", false, "validate the configuration, and the files it names, and exit")
 	fs.BoolVar(&f.dev, "dev", false, "run against a built-in identity-domain emulator with a demo profile")
 	fs.StringVar(&f.socket, "socket", "", "socket path (overrides the configuration)")
 	fs.StringVar(&f.stateDir, "state-dir", "", "state directory (overrides the configuration)")
-	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error (default info)")
 	fs.StringVar(&f.logFormat, "log-format", "", "text or json (default text; no timestamps under journald)")
 	fs.BoolVar(&f.version, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			writeHelp(stdout, fs)
 			return nil, err
 		}
 		return nil, &usageError{err.Error()}
@@ -98,8 +111,34 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	return &f, nil
 }
 
+// flagArgs names the argument of each flag that takes one, as the man
+// page does.
+var flagArgs = map[string]string{
+	"config": "file", "socket": "path", "state-dir": "dir", "log-level": "level", "log-format": "format",
+}
+
+// writeHelp writes tokd --help: the synopsis, then every flag spelt
+// --name as in the man page, with its argument.
+func writeHelp(w io.Writer, fs *flag.FlagSet) {
+	var b strings.Builder
+	b.WriteString(usageHead + "options:\n")
+	fs.VisitAll(func(f *flag.Flag) {
+		arg, usage := flag.UnquoteUsage(f)
+		if name, ok := flagArgs[f.Name]; ok {
+			arg = name
+		}
+		left := "  --" + f.Name
+		if arg != "" {
+			left += " " + arg
+		}
+		fmt.Fprintf(&b, "%-22s %s\n", left, usage)
+	})
+	b.WriteString("\nSee tokd(8).\n")
+	io.WriteString(w, b.String())
+}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	f, err := parseFlags(args, stderr)
+	f, err := parseFlags(args, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
