@@ -112,12 +112,13 @@ func (s *Source) CanFetch() bool { return s.grant != "import" }
 
 // Fetch obtains a new token. With a refresh token it first tries the
 // refresh_token grant; when the server rejects that refresh token
-// (invalid_grant) it falls back to the profile's own grant, where it has
-// one. The token it returns carries the refresh token to use next.
+// (invalid_grant) or the grant itself (unauthorized_client,
+// unsupported_grant_type) it falls back to the profile's own grant, where
+// it has one. The token it returns carries the refresh token to use next.
 func (s *Source) Fetch(ctx context.Context, refreshToken string) (*oauth.Token, error) {
 	if refreshToken != "" && s.canRefresh {
 		tok, err := s.client.Refresh(ctx, refreshToken, nil)
-		if err == nil || !s.CanFetch() || !isInvalidGrant(err) {
+		if err == nil || !s.CanFetch() || !refreshUseless(err) {
 			return tok, err
 		}
 	}
@@ -134,7 +135,18 @@ func (s *Source) Fetch(ctx context.Context, refreshToken string) (*oauth.Token, 
 	}
 }
 
-func isInvalidGrant(err error) bool {
+// refreshUseless reports whether err refuses the refresh token or the
+// refresh_token grant itself (RFC 6749 §5.2), so that no retry of the
+// refresh can succeed but the profile's own grant may. A retryable
+// answer (a 429 whatever its code) is not worth a second request.
+func refreshUseless(err error) bool {
 	var oe *oauth.Error
-	return errors.As(err, &oe) && oe.Code == oauth.CodeInvalidGrant
+	if !errors.As(err, &oe) || oe.Retryable {
+		return false
+	}
+	switch oe.Code {
+	case oauth.CodeInvalidGrant, oauth.CodeUnauthorizedClient, oauth.CodeUnsupportedGrantType:
+		return true
+	}
+	return false
 }

@@ -287,6 +287,53 @@ func TestFetchRefresh(t *testing.T) {
 	}
 }
 
+// TestFetchRefreshGrantRefused checks the fallback when the server
+// refuses the refresh_token grant itself (RFC 6749 §5.2: the client may
+// not use it, or the server does not support it), as after an admin
+// removes the Refresh token grant from the app: the refresh token is
+// then useless, and the profile's own grant still works. A refusal of
+// the client (invalid_client) would refuse the fallback too.
+func TestFetchRefreshGrantRefused(t *testing.T) {
+	cases := []struct {
+		code     string
+		fallback bool
+	}{
+		{code: oauth.CodeUnauthorizedClient, fallback: true},
+		{code: oauth.CodeUnsupportedGrantType, fallback: true},
+		{code: oauth.CodeInvalidClient, fallback: false},
+	}
+	e := newEnv(t)
+	s := e.source(t, `scopes = ["`+apiRead+`"]`+"\nrefresh_token = true"+jwtBearerSecret)
+	first, err := s.Fetch(t.Context(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range cases {
+		t.Run(tc.code, func(t *testing.T) {
+			e.requests()
+			e.em.Inject(emulator.ErrorFault(http.StatusBadRequest, tc.code, "refused"))
+			tok, err := s.Fetch(t.Context(), first.RefreshToken)
+			rs := e.requests()
+			if !tc.fallback {
+				var oe *oauth.Error
+				if !errors.As(err, &oe) || oe.Code != tc.code || len(rs) != 1 {
+					t.Errorf("got %v after %d requests, want the %s refusal of the refresh alone", err, len(rs), tc.code)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Fetch: %v, want a token from the jwt-bearer grant", err)
+			}
+			if tok.AccessToken == "" {
+				t.Errorf("token %+v", tok)
+			}
+			if len(rs) != 2 || rs[0].GrantType != emulator.GrantRefreshToken || rs[1].GrantType != emulator.GrantJWTBearer {
+				t.Errorf("requests %+v, want the refresh then the jwt-bearer grant", seenOf(rs))
+			}
+		})
+	}
+}
+
 func TestFetchRefreshRetryableFailureDoesNotFallBack(t *testing.T) {
 	e := newEnv(t)
 	s := e.source(t, `scopes = ["`+apiRead+`"]`+"\nrefresh_token = true"+jwtBearerSecret)
