@@ -241,6 +241,17 @@ func TestDaemonSetChecksCanFail(t *testing.T) {
 		{"no memory limit", func(ds *appsv1.DaemonSet) {
 			delete(tokdContainer(ds).Resources.Limits, corev1.ResourceMemory)
 		}, "memory"},
+		{"memory request below the RSS", func(ds *appsv1.DaemonSet) {
+			tokdContainer(ds).Resources.Requests[corev1.ResourceMemory] = resource.MustParse("32Mi")
+		}, "memory request"},
+		{"GOMEMLIMIT over the limit", func(ds *appsv1.DaemonSet) {
+			c := tokdContainer(ds)
+			for i := range c.Env {
+				if c.Env[i].Name == "GOMEMLIMIT" {
+					c.Env[i].Value = "200MiB"
+				}
+			}
+		}, "GOMEMLIMIT"},
 		{"config not from the ConfigMap", func(ds *appsv1.DaemonSet) {
 			volume(ds, "config").ConfigMap.Name = "other"
 		}, "ConfigMap"},
@@ -408,6 +419,22 @@ func checkDaemonSet(m *manifests) []string {
 	if lim, ok := c.Resources.Limits[corev1.ResourceMemory]; ok &&
 		(lim.Cmp(resource.MustParse("64Mi")) < 0 || lim.Cmp(resource.MustParse("256Mi")) > 0) {
 		fail("tokd: memory limit %s should be between 64Mi and 256Mi", lim.String())
+	}
+	// The request covers the RSS measured at 1,000 profiles (peak 48-57
+	// MiB, docs/BENCHMARKS.md): a pod using more than it requests is the
+	// first the kubelet evicts under memory pressure, and every pod on the
+	// node then loses its tokens.
+	if req, ok := c.Resources.Requests[corev1.ResourceMemory]; ok && req.Cmp(resource.MustParse("64Mi")) < 0 {
+		fail("tokd: memory request %s is below the 64Mi tokd's RSS reaches at 1,000 profiles", req.String())
+	}
+	for _, e := range c.Env {
+		if e.Name != "GOMEMLIMIT" {
+			continue
+		}
+		soft, err := resource.ParseQuantity(strings.TrimSuffix(e.Value, "B"))
+		if lim, ok := c.Resources.Limits[corev1.ResourceMemory]; err != nil || !ok || soft.Cmp(lim) >= 0 {
+			fail("tokd: GOMEMLIMIT=%s must be a size below the memory limit", e.Value)
+		}
 	}
 
 	// Probes: tokctl status on the same socket.
