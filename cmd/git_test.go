@@ -282,6 +282,35 @@ func TestGitClone(t *testing.T) {
 	}
 }
 
+// TestGitOtherHelpersNeverStoreTheToken: a user who already has a generic
+// helper that saves what works (credential.helper store, in plain text in
+// ~/.git-credentials) and then runs the README's snippet: git must not
+// hand tokd's token to that helper, which would keep it past its expiry
+// and offer it again.
+func TestGitOtherHelpersNeverStoreTheToken(t *testing.T) {
+	t.Parallel()
+	srv := newGitServer(t, gitBareRepo(t))
+	e := startTokd(t, fmt.Sprintf("[profiles.demo.git]\nurls = [%q]\n", srv.URL+"/"))
+	srv.start(e.Em.PublicKey())
+	store := e.Command("git", "config", "--global", "credential.helper", "store")
+	store.Env = gitEnv(e, "")
+	if out, err := store.CombinedOutput(); err != nil {
+		t.Fatalf("git config credential.helper store: %v\n%s", err, out)
+	}
+	gitConfigureREADME(t, e, srv.URL)
+
+	if _, out, err := gitClone(t, e, srv.URL, ""); err != nil {
+		t.Fatalf("git clone: %v\n%s", err, out)
+	}
+	saved, err := os.ReadFile(filepath.Join(e.Dir, ".git-credentials"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	if tok := gitTokctlGet(t, e); strings.Contains(string(saved), tok) || len(saved) != 0 {
+		t.Errorf("credential.helper store saved %d bytes to ~/.git-credentials (the token: %v)", len(saved), strings.Contains(string(saved), tok))
+	}
+}
+
 func TestGitRejectedTokenIsErased(t *testing.T) {
 	t.Parallel()
 	srv := newGitServer(t, gitBareRepo(t))

@@ -18,8 +18,10 @@ import (
 
 // cmdGitCredential is git's credential helper:
 //
-//	git config --global credential.https://git.example.com.helper '!tokctl git-credential'
+//	git config --global credential.https://git.example.com.helper ''
+//	git config --global --add credential.https://git.example.com.helper '!tokctl git-credential'
 //
+// (the empty helper first, so that no generic helper stores the token).
 // get answers for the profile whose git.urls cover the request, or prints
 // nothing so that git asks its next helper (also when git names a user
 // other than the profile's git.username); erase makes the daemon drop
