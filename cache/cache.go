@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -474,6 +475,27 @@ func (c *Cache) wait(ctx context.Context, name string, cl *call) error {
 // the store. A running cache then fetches a new one (subject to the backoff
 // of earlier failures, which Forget keeps); otherwise the next Get does.
 func (c *Cache) Forget(name string) error {
+	_, err := c.forget(name, func(*entry) bool { return true })
+	return err
+}
+
+// ForgetRefused drops the profile's token as Forget does, but only when
+// its access token is refused, the secret a server refused; it reports
+// whether it did. A refused secret that is not the token held now (one
+// already replaced, or another helper's password, since git reports a
+// refusal to every helper) changes nothing. The comparison and the drop
+// are one step, so a token fetched meanwhile is never dropped for its
+// predecessor's refusal. An empty refused is never the token.
+func (c *Cache) ForgetRefused(name, refused string) (bool, error) {
+	return c.forget(name, func(e *entry) bool {
+		return refused != "" && e.tok != nil &&
+			subtle.ConstantTimeCompare([]byte(e.tok.AccessToken), []byte(refused)) == 1
+	})
+}
+
+// forget drops the profile's token when match, called with mu held,
+// says so, and reports whether it did.
+func (c *Cache) forget(name string, match func(*entry) bool) (bool, error) {
 	c.storeMu.Lock()
 	defer c.storeMu.Unlock()
 
@@ -481,7 +503,11 @@ func (c *Cache) Forget(name string) error {
 	e, ok := c.entries[name]
 	if !ok {
 		c.mu.Unlock()
-		return unknownProfile(name)
+		return false, unknownProfile(name)
+	}
+	if !match(e) {
+		c.mu.Unlock()
+		return false, nil
 	}
 	c.dropTokenLocked(e)
 	c.scheduleLocked(e, c.clock.Now())
@@ -489,12 +515,12 @@ func (c *Cache) Forget(name string) error {
 	c.log.Info("token cache: token forgotten", "profile", name)
 
 	if c.store == nil {
-		return nil
+		return true, nil
 	}
 	if err := c.store.Delete(name); err != nil {
-		return fmt.Errorf("profile %s: forget: %w", name, err)
+		return true, fmt.Errorf("profile %s: forget: %w", name, err)
 	}
-	return nil
+	return true, nil
 }
 
 // Import makes tok the profile's token, for profiles whose tokens come from

@@ -658,6 +658,46 @@ func TestForget(t *testing.T) {
 	}
 }
 
+// TestForgetRefused: only the token held now is dropped for a refusal; a
+// refused secret that is an older token, another password, or empty
+// changes nothing, and asks the endpoint for nothing.
+func TestForgetRefused(t *testing.T) {
+	h := newHarness(t)
+	f := newFetcher(h.clk, "ci", time.Hour)
+	h.c.SetProfiles([]cache.Profile{f.profile("fp")})
+	if forgot, err := h.c.ForgetRefused("ci", "anything"); forgot || err != nil {
+		t.Fatalf("ForgetRefused with no token held = %v, %v; want false, nil", forgot, err)
+	}
+	first := h.mustGet("ci")
+	h.settle()
+	for _, refused := range []string{"", "someone-elses-password", first.AccessToken + "x", first.AccessToken[:len(first.AccessToken)-1]} {
+		if forgot, err := h.c.ForgetRefused("ci", refused); forgot || err != nil {
+			t.Errorf("ForgetRefused(%q) = %v, %v; want false, nil", refused, forgot, err)
+		}
+	}
+	if tok := h.mustGet("ci"); tok.AccessToken != first.AccessToken || f.numCalls() != 1 {
+		t.Fatalf("after refusals of other secrets: %s after %d fetches, want the first token and 1 fetch", tok.AccessToken, f.numCalls())
+	}
+
+	if forgot, err := h.c.ForgetRefused("ci", first.AccessToken); !forgot || err != nil {
+		t.Fatalf("ForgetRefused(the held token) = %v, %v; want true, nil", forgot, err)
+	}
+	if _, ok := h.store.record("ci"); ok {
+		t.Error("record still stored after its token was refused")
+	}
+	second := h.mustGet("ci")
+	if second.AccessToken == first.AccessToken || f.numCalls() != 2 {
+		t.Errorf("Get after the refusal = %s after %d fetches, want a new token", second.AccessToken, f.numCalls())
+	}
+	// The first token's refusal arriving late does not drop its successor.
+	if forgot, err := h.c.ForgetRefused("ci", first.AccessToken); forgot || err != nil {
+		t.Errorf("late ForgetRefused(the first token) = %v, %v; want false, nil", forgot, err)
+	}
+	if _, err := h.c.ForgetRefused("nope", "x"); !errors.Is(err, cache.ErrUnknownProfile) {
+		t.Errorf("ForgetRefused(nope) = %v, want ErrUnknownProfile", err)
+	}
+}
+
 func TestForgetWhileRunningRefetches(t *testing.T) {
 	h := newHarness(t)
 	f := newFetcher(h.clk, "ci", time.Hour)

@@ -98,10 +98,17 @@ func (c *Client) Git(requestURL string) (*apitype.Credential, error) {
 	return &cred, c.call("GET", apitype.PathPrefix+"git?url="+queryEscape(requestURL), nil, func(d *jsonlite.Decoder) error { return decodeCredential(d, &cred) })
 }
 
-// GitErase tells the daemon that the server refused the token it gave for
-// requestURL, so that the next request gets a new one.
-func (c *Client) GitErase(requestURL string) error {
-	return c.call("DELETE", apitype.PathPrefix+"git?url="+queryEscape(requestURL), nil, nil)
+// GitErase tells the daemon that the server refused refused, the secret
+// git sent for requestURL: if it is the token the daemon holds for that
+// URL, the daemon forgets it, so that the next request gets a new one. An
+// empty refused makes the daemon forget the token whatever it is.
+func (c *Client) GitErase(requestURL, refused string) error {
+	var body []byte
+	if refused != "" {
+		body = append([]byte(`{"refused":`), jsonlite.AppendString(nil, refused)...)
+		body = append(body, '}')
+	}
+	return c.call("DELETE", apitype.PathPrefix+"git?url="+queryEscape(requestURL), body, nil)
 }
 
 // Docker returns the credential for a docker server, or an error matching

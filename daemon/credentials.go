@@ -1,8 +1,12 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -76,7 +80,11 @@ func (s *server) gitCredential(w http.ResponseWriter, r *http.Request) {
 }
 
 // gitErase forgets the token git reports the server refused, so that the
-// next request fetches a new one.
+// next request fetches a new one. The body, when not empty, is the
+// refused secret: the token is forgotten only if it is that secret, since
+// git reports a refusal to every helper it has (another helper's password)
+// and may report one late (a token tokd has already replaced). An empty
+// body forgets the token whatever it is.
 func (s *server) gitErase(w http.ResponseWriter, r *http.Request) {
 	cred, _ := peerCredFrom(r.Context())
 	m, status, msg := s.gitProfile(cred, r.URL.Query().Get("url"))
@@ -84,11 +92,35 @@ func (s *server) gitErase(w http.ResponseWriter, r *http.Request) {
 		writeError(w, status, msg)
 		return
 	}
-	if err := s.tokens.Forget(m.Profile.Name); err != nil {
-		s.writeCacheError(w, m.Profile.Name, err)
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", apitype.MaxRequestBody))
 		return
 	}
-	s.log.Info("token refused by a git server; forgotten", "profile", m.Profile.Name, "url", m.URL, "uid", cred.UID)
+	var refusal apitype.GitRefusal
+	if len(body) > 0 {
+		if err := decodeStrict(body, &refusal); err != nil || refusal.Refused == "" {
+			writeError(w, http.StatusBadRequest, `the body must be {"refused": SECRET} with the secret the server refused`)
+			return
+		}
+	}
+	name := m.Profile.Name
+	if refusal.Refused == "" {
+		err = s.tokens.Forget(name)
+	} else {
+		var forgot bool
+		forgot, err = s.tokens.ForgetRefused(name, refusal.Refused)
+		if err == nil && !forgot {
+			s.log.Debug("a git server refused a secret that is not the profile's token; kept the token", "profile", name, "url", m.URL, "uid", cred.UID)
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+	}
+	if err != nil {
+		s.writeCacheError(w, name, err)
+		return
+	}
+	s.log.Info("token refused by a git server; forgotten", "profile", name, "url", m.URL, "uid", cred.UID)
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -136,4 +168,19 @@ func (s *server) dockerList(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, list)
+}
+
+// decodeStrict decodes the JSON object in body into v, refusing unknown
+// fields and anything after the object. Its error never quotes the body,
+// which may hold a secret.
+func decodeStrict(body []byte, v any) error {
+	d := json.NewDecoder(bytes.NewReader(body))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		return errors.New("not the expected JSON object")
+	}
+	if _, err := d.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("data after the JSON object")
+	}
+	return nil
 }

@@ -36,8 +36,9 @@ func (f fuzzTokens) Held(p string) (*token.Token, bool) {
 func (f fuzzTokens) Refresh(ctx context.Context, p string) (*token.Token, error) {
 	return f.Get(ctx, p)
 }
-func (fuzzTokens) Forget(string) error               { return nil }
-func (fuzzTokens) Import(string, *token.Token) error { return nil }
+func (fuzzTokens) Forget(string) error                        { return nil }
+func (fuzzTokens) ForgetRefused(string, string) (bool, error) { return false, nil }
+func (fuzzTokens) Import(string, *token.Token) error          { return nil }
 func (fuzzTokens) Status() []cache.ProfileStatus {
 	return []cache.ProfileStatus{{Name: "open", State: cache.StateValid}, {Name: "closed", State: cache.StateValid}}
 }

@@ -102,7 +102,8 @@ func (f *testTokens) Held(p string) (*token.Token, bool) {
 func (f *testTokens) Refresh(ctx context.Context, p string) (*token.Token, error) {
 	return f.Get(ctx, p)
 }
-func (f *testTokens) Forget(string) error { return nil }
+func (f *testTokens) Forget(string) error                        { return nil }
+func (f *testTokens) ForgetRefused(string, string) (bool, error) { return false, nil }
 func (f *testTokens) Import(p string, tok *token.Token) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

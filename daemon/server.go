@@ -29,6 +29,9 @@ type Tokens interface {
 	Get(ctx context.Context, profile string) (*oauth.Token, error)
 	Refresh(ctx context.Context, profile string) (*oauth.Token, error)
 	Forget(profile string) error
+	// ForgetRefused forgets the token only if its access token is
+	// refused, and reports whether it did.
+	ForgetRefused(profile, refused string) (bool, error)
 	Import(profile string, tok *oauth.Token) error
 	Status() []cache.ProfileStatus
 }

@@ -74,19 +74,11 @@ func cmdGitCredential(c *client.Client, args []string, stdin io.Reader, stdout, 
 
 // gitErase makes the daemon forget the token git says the server refused.
 // git runs erase on every helper it has, so a refused secret that is not
-// the token tokd serves now (another helper's password, or a token tokd
-// has already replaced) leaves tokd's token alone.
+// the token tokd holds now (another helper's password, or a token tokd
+// has already replaced) leaves tokd's token alone: the daemon compares
+// the two, in the same step as it forgets.
 func gitErase(c *client.Client, req *credproto.GitRequest) error {
-	if refused := req.Refused(); refused != "" {
-		cred, err := c.Git(req.URL())
-		if errors.Is(err, client.ErrNotFound) {
-			return nil
-		}
-		if err != nil || cred.AccessToken != refused {
-			return err
-		}
-	}
-	err := c.GitErase(req.URL())
+	err := c.GitErase(req.URL(), req.Refused())
 	if errors.Is(err, client.ErrNotFound) {
 		return nil
 	}
