@@ -415,6 +415,60 @@ func TestPostinstallCreatesUser(t *testing.T) {
 	}
 }
 
+// TestMaintainerScriptsRecordEnablement runs the maintainer scripts with
+// a stub deb-systemd-helper: configure must record the units' enablement
+// links (system and --global user ones) in its state, as
+// dh_installsystemd --no-enable does, so that purge removes the links an
+// administrator made with systemctl enable; deb-systemd-helper purge
+// alone forgets only links it recorded. Checked for real in a chroot:
+// without update-state, /etc/systemd/system/multi-user.target.wants/
+// tokd.service outlived dpkg --purge.
+func TestMaintainerScriptsRecordEnablement(t *testing.T) {
+	sh := lookPath(t, "sh", "dash")
+	tests := []struct {
+		name, script string
+		args         []string
+		want         []string
+	}{
+		{name: "deb install", script: "postinstall.sh", args: []string{"configure", ""},
+			want: []string{"update-state tokd.socket tokd.service", "--user update-state tokd.socket tokd.service"}},
+		{name: "deb upgrade", script: "postinstall.sh", args: []string{"configure", "0.9.0-1"},
+			want: []string{"update-state tokd.socket tokd.service", "--user update-state tokd.socket tokd.service"}},
+		{name: "rpm install", script: "postinstall.sh", args: []string{"1"}},
+		{name: "deb remove", script: "postremove.sh", args: []string{"remove"}},
+		{name: "deb purge", script: "postremove.sh", args: []string{"purge"},
+			want: []string{"purge tokd.socket tokd.service", "--user purge tokd.socket tokd.service"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			script, err := filepath.Abs(filepath.Join("scripts", tt.script))
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			log := filepath.Join(dir, "calls")
+			writeFile(t, filepath.Join(dir, "deb-systemd-helper"), "#!/bin/sh\necho \"$*\" >>"+log+"\n", 0o755)
+			// The user exists; the rest are silent stubs, in case this
+			// machine runs systemd.
+			for _, s := range []string{"getent", "systemctl", "deb-systemd-invoke", "rm"} {
+				writeFile(t, filepath.Join(dir, s), "#!/bin/sh\n", 0o755)
+			}
+			cmd := exec.Command(sh, append([]string{script}, tt.args...)...)
+			cmd.Env = []string{"PATH=" + dir}
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("%s %q: %v\n%s", tt.script, tt.args, err, out)
+			}
+			var calls []string
+			if data, err := os.ReadFile(log); err == nil {
+				calls = strings.Split(strings.TrimSpace(string(data)), "\n")
+			}
+			if !slices.Equal(calls, tt.want) {
+				t.Errorf("deb-systemd-helper calls:\n  %s\nwant:\n  %s", strings.Join(calls, "\n  "), strings.Join(tt.want, "\n  "))
+			}
+		})
+	}
+}
+
 // nologin is the shell postinstall.sh picks on this machine.
 func nologin() string {
 	if _, err := os.Stat("/usr/sbin/nologin"); err == nil {

@@ -25,6 +25,14 @@ create_user() {
 case "$1" in
 configure | 1 | 2)
 	create_user
+	# Record the links enabling the units would make, system and --global
+	# user ones, as dh_installsystemd --no-enable does: postrm purge then
+	# removes them, even when the administrator made them with systemctl
+	# enable. Nothing is enabled here.
+	if [ "$1" = configure ] && command -v deb-systemd-helper >/dev/null 2>&1; then
+		deb-systemd-helper update-state tokd.socket tokd.service >/dev/null || true
+		deb-systemd-helper --user update-state tokd.socket tokd.service >/dev/null || true
+	fi
 	# systemd reads the new or changed unit files; it is not running in
 	# containers and chroots, where there is nothing to tell.
 	if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then

@@ -13,9 +13,11 @@ esac
 
 case "$1" in
 purge)
-	# Forget the enablement of the units, as dh_installsystemd does.
+	# Remove the units' enablement links that postinst recorded, system
+	# and user ones, as dh_installsystemd does.
 	if command -v deb-systemd-helper >/dev/null 2>&1; then
 		deb-systemd-helper purge tokd.socket tokd.service >/dev/null || true
+		deb-systemd-helper --user purge tokd.socket tokd.service >/dev/null || true
 	fi
 	# The sealed token cache and its key. The tokd user stays, as Debian
 	# recommends: files it owned may remain elsewhere.
