@@ -100,7 +100,7 @@ func Run(ctx context.Context, opts Options) error {
 	m.setProfiles(cfg.ProfileNames())
 	trs := &transports{}
 	defer trs.closeIdle()
-	tokens.SetProfiles(cacheProfiles(cfg, opts.Clock, trs))
+	tokens.SetProfiles(cacheProfiles(cfg, opts.Clock, trs, m, log))
 	var records []store.Record
 	var bad []*store.RecordError
 	if st != nil {
@@ -245,7 +245,7 @@ func reload(load func() (*config.Config, error), clock cache.Clock, trs *transpo
 	// that they count the first fetch of an added profile.
 	srv.narrowTo(cfg)
 	m.setProfiles(cfg.ProfileNames())
-	tokens.SetProfiles(cacheProfiles(cfg, clock, trs))
+	tokens.SetProfiles(cacheProfiles(cfg, clock, trs, m, log))
 	trs.dropUnused()
 	srv.setConfig(cfg)
 	log.Info("configuration reloaded", "profiles", len(cfg.Profiles))
@@ -283,8 +283,11 @@ func (a storeAdapter) Put(r cache.Record) error    { return a.st.Put(store.Recor
 func (a storeAdapter) Delete(profile string) error { return a.st.Delete(profile) }
 
 // cacheProfiles returns the cache's profiles for cfg, whose token
-// requests share the transports of trs by CA pool.
-func cacheProfiles(cfg *config.Config, clock cache.Clock, trs *transports) []cache.Profile {
+// requests share the transports of trs by CA pool. A refresh token or
+// grant the endpoint refuses before a fallback to the profile's own grant
+// is counted in m and logged (the cache sees only the fallback); m and
+// log may be nil.
+func cacheProfiles(cfg *config.Config, clock cache.Clock, trs *transports, m *metrics, log *slog.Logger) []cache.Profile {
 	trs.next()
 	ps := make([]cache.Profile, 0, len(cfg.Profiles))
 	for _, name := range cfg.ProfileNames() {
@@ -293,6 +296,14 @@ func cacheProfiles(cfg *config.Config, clock cache.Clock, trs *transports) []cac
 		if clock != nil {
 			src.SetClock(clock.Now)
 		}
+		src.OnRefreshRefused(func(err error) {
+			if m != nil {
+				m.observeEndpointError(name, err)
+			}
+			if log != nil {
+				log.Warn("token endpoint refused the refresh token; fetching with the profile's own grant", "profile", name, "err", err)
+			}
+		})
 		ps = append(ps, cache.Profile{Name: name, Fingerprint: p.Fingerprint(), Fetcher: src, CanFetch: src.CanFetch()})
 	}
 	return ps

@@ -35,6 +35,9 @@ import (
 //	tokd_build_info{version,goversion}                gauge, always 1
 //
 // plus the Go runtime's go_* and the process's process_* metrics.
+// tokd_token_endpoint_errors_total counts every failed token request,
+// including a refused refresh token that a fallback to the profile's own
+// grant made good (that refresh counts as ok in tokd_refreshes_total).
 //
 // Every label value comes from a bounded set: profile is a configured
 // profile's name or "" (never a name a caller sent), result and code are
@@ -222,8 +225,27 @@ func (m *metrics) observeFetch(r cache.FetchResult) {
 	}
 	m.refreshes.WithLabelValues(r.Profile, result).Inc()
 	m.refreshDuration.Observe(r.Duration.Seconds())
-	if code := endpointErrorCode(r.Err); result == refreshError && code != "" {
-		m.endpointErrors.WithLabelValues(r.Profile, code).Inc()
+	if result == refreshError {
+		m.countEndpointErrorLocked(r.Profile, r.Err)
+	}
+}
+
+// observeEndpointError counts err, a token request's failure within a
+// fetch that went on (a refused refresh token before the fallback to the
+// profile's own grant), in tokd_token_endpoint_errors_total.
+func (m *metrics) observeEndpointError(profile string, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.profiles[profile] {
+		m.countEndpointErrorLocked(profile, err)
+	}
+}
+
+// countEndpointErrorLocked counts err in tokd_token_endpoint_errors_total
+// when it is a token request's failure.
+func (m *metrics) countEndpointErrorLocked(profile string, err error) {
+	if code := endpointErrorCode(err); code != "" {
+		m.endpointErrors.WithLabelValues(profile, code).Inc()
 	}
 }
 

@@ -576,3 +576,32 @@ func tokdLines(text string) []string {
 	}
 	return lines
 }
+
+// TestRefusedRefreshTokenCounted: when the endpoint refuses the refresh
+// token and tokd falls back to the profile's own grant, the refresh
+// succeeds, and the refusal is still counted in
+// tokd_token_endpoint_errors_total and logged.
+func TestRefusedRefreshTokenCounted(t *testing.T) {
+	e := newEnv(t)
+	e.writeConfig(e.jwtProfile("ci", "refresh_token = true"))
+	d := e.start()
+	first := d.get(t, "ci")
+	e.saw(first.AccessToken)
+
+	e.em.Inject(emulator.ErrorFault(http.StatusBadRequest, "invalid_grant", "refresh token revoked"))
+	before := e.requests()
+	second := d.refresh(t, "ci")
+	e.saw(second.AccessToken)
+	if second.AccessToken == first.AccessToken || e.requests()-before != 2 {
+		t.Fatalf("refresh after a refused refresh token: same token %v, %d requests; want a new token from 2",
+			second.AccessToken == first.AccessToken, e.requests()-before)
+	}
+	families := parseMetrics(t, scrapeSocket(t, d.socket))
+	checkSeries(t, families, "tokd_token_endpoint_errors_total", map[string]float64{"code=invalid_grant,profile=ci": 1})
+	if got := seriesValues(t, families, "tokd_refreshes_total"); got["profile=ci,result=error"] != 0 {
+		t.Errorf("the fallback's refresh counted as an error: %v", got)
+	}
+	if !strings.Contains(e.logs.String(), "refused the refresh token") {
+		t.Errorf("the refusal was not logged:\n%s", e.logs.String())
+	}
+}

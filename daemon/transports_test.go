@@ -187,7 +187,7 @@ func TestCacheProfilesShareConnections(t *testing.T) {
 	}
 	trs := &transports{}
 	t.Cleanup(trs.closeIdle)
-	ps := cacheProfiles(transportTestConfig(t, ep, caFiles), nil, trs)
+	ps := cacheProfiles(transportTestConfig(t, ep, caFiles), nil, trs, nil, nil)
 	errs := make(chan error, len(ps))
 	for _, p := range ps {
 		go func() {
@@ -209,7 +209,7 @@ func TestCacheProfilesShareConnections(t *testing.T) {
 
 	lone := ep.addrOf("lone")
 	delete(caFiles, "lone")
-	cacheProfiles(transportTestConfig(t, ep, caFiles), nil, trs)
+	cacheProfiles(transportTestConfig(t, ep, caFiles), nil, trs, nil, nil)
 	trs.dropUnused()
 	timeout := time.After(20 * time.Second) // turns a hang into a failure
 	for {

@@ -27,6 +27,9 @@ type Source struct {
 	user       *oauth.Assertion // the jwt-bearer user assertion; nil for other grants
 	scopes     []string
 	canRefresh bool // whether the client can authenticate a refresh_token grant
+	// refreshRefused, when set, is called with the refresh_token grant's
+	// error each time Fetch falls back from it to the profile's own grant.
+	refreshRefused func(err error)
 }
 
 // New returns the Source for a profile that config.Load validated, with
@@ -106,6 +109,13 @@ func NewWithTransport(p *config.Profile, tr http.RoundTripper) *Source {
 // cache does; tests and simulations inject a fake clock this way.
 func (s *Source) SetClock(now func() time.Time) { s.client.Now = now }
 
+// OnRefreshRefused makes Fetch call f with the refresh_token grant's
+// error each time the server refuses the refresh token or the grant and
+// Fetch falls back to the profile's own grant. Fetch then returns only
+// the fallback's outcome, so f is how that refusal is counted and logged.
+// Call it before the Source is used.
+func (s *Source) OnRefreshRefused(f func(err error)) { s.refreshRefused = f }
+
 // CanFetch reports whether the profile can obtain a token without a
 // refresh token, that is, whether its grant is not import.
 func (s *Source) CanFetch() bool { return s.grant != "import" }
@@ -120,6 +130,9 @@ func (s *Source) Fetch(ctx context.Context, refreshToken string) (*oauth.Token, 
 		tok, err := s.client.Refresh(ctx, refreshToken, nil)
 		if err == nil || !s.CanFetch() || !refreshUseless(err) {
 			return tok, err
+		}
+		if s.refreshRefused != nil {
+			s.refreshRefused(err)
 		}
 	}
 	switch s.grant {

@@ -9,7 +9,7 @@ import "time"
 // Token is an access token as received, with its absolute expiry.
 type Token struct {
 	AccessToken  string
-	TokenType    string // "Bearer" unless the server says otherwise
+	TokenType    string // "Bearer": package oauth refuses any other type
 	RefreshToken string // empty when none was issued
 	Scope        string // the granted scope, when the server says
 	IssuedAt     time.Time
