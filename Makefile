@@ -158,7 +158,7 @@ check-installed:
 # container with systemd as PID 1, installs the .deb and runs the system
 # and user units there (see packaging/boot-test.sh). Needs root and
 # systemd-nspawn (Debian: systemd-container). SKIP="watchdog activation"
-# leaves out what tokd does not do yet.
+# leaves out the watchdog and socket-activation checks, the slowest.
 check-boot:
 	@test -f $(DEB) || { echo "$(DEB) is missing: run make package" >&2; exit 1; }
 	sh packaging/boot-test.sh $(DEB)

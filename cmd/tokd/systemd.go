@@ -13,6 +13,7 @@ import (
 	sddaemon "github.com/coreos/go-systemd/v22/daemon"
 	"golang.org/x/sys/unix"
 
+	"github.com/tokd/tokd/client"
 	"github.com/tokd/tokd/daemon"
 )
 
@@ -52,8 +53,8 @@ func one(lns []net.Listener) (net.Listener, error) {
 
 // systemdNotifier tells systemd about tokd's life through $NOTIFY_SOCKET:
 // READY=1 once serving, RELOADING=1 around reloads, STOPPING=1, STATUS=
-// lines, and WATCHDOG=1 at half of WatchdogSec. Outside systemd it does
-// nothing.
+// lines, and WATCHDOG=1 at half of WatchdogSec while tokd answers on its
+// socket. Outside systemd it does nothing.
 type systemdNotifier struct {
 	log      *slog.Logger
 	profiles func() int
@@ -72,7 +73,10 @@ func (n *systemdNotifier) send(state string) {
 func (n *systemdNotifier) hooks(opts *daemon.Options) {
 	opts.Ready = func(socket string) {
 		n.send(sddaemon.SdNotifyReady + "\nSTATUS=serving on " + socket)
-		n.startWatchdog()
+		n.startWatchdog(func(timeout time.Duration) error {
+			_, err := (&client.Client{Socket: socket, Timeout: timeout}).Status()
+			return err
+		})
 	}
 	opts.Reloading = func() {
 		n.send(sddaemon.SdNotifyReloading + "\nMONOTONIC_USEC=" + monotonicUsec() + "\nSTATUS=reloading the configuration")
@@ -90,21 +94,36 @@ func (n *systemdNotifier) hooks(opts *daemon.Options) {
 	}
 }
 
-// startWatchdog pings systemd at half the WatchdogSec it asked for.
-func (n *systemdNotifier) startWatchdog() {
+// startWatchdog pings systemd at half the WatchdogSec it asked for, each
+// time check passes within that half. check asks tokd for its status over
+// its own socket, a round trip through the accept loop, a request's
+// handler and the cache's lock: if any of them hangs, the pings stop and
+// systemd restarts tokd, which is what the watchdog is for. A ping sent
+// by a free-running timer would prove only that one goroutine runs.
+func (n *systemdNotifier) startWatchdog(check func(timeout time.Duration) error) {
 	interval, err := sddaemon.SdWatchdogEnabled(false)
 	if err != nil || interval <= 0 {
 		return
 	}
+	n.runWatchdog(interval/2, check)
+}
+
+// runWatchdog runs check every period and sends WATCHDOG=1 after each
+// check that passes within period, until stopWatchdog.
+func (n *systemdNotifier) runWatchdog(period time.Duration, check func(timeout time.Duration) error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	n.mu.Lock()
 	n.stopDog = cancel
 	n.mu.Unlock()
 	go func() {
-		t := time.NewTicker(interval / 2)
+		t := time.NewTicker(period)
 		defer t.Stop()
 		for {
-			n.send(sddaemon.SdNotifyWatchdog)
+			if err := check(period); err == nil {
+				n.send(sddaemon.SdNotifyWatchdog)
+			} else if ctx.Err() == nil {
+				n.log.Error("watchdog: tokd did not answer its own status request; the ping to systemd is withheld", "err", err)
+			}
 			select {
 			case <-ctx.Done():
 				return
