@@ -31,6 +31,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
@@ -232,6 +233,10 @@ func TestDaemonSetChecksCanFail(t *testing.T) {
 		{"host PIDs", func(ds *appsv1.DaemonSet) {
 			ds.Spec.Template.Spec.HostPID = true
 		}, "host"},
+		{"surge", func(ds *appsv1.DaemonSet) {
+			surge := intstr.FromInt32(1)
+			ds.Spec.UpdateStrategy.RollingUpdate.MaxSurge = &surge
+		}, "maxSurge"},
 		{"no liveness probe", func(ds *appsv1.DaemonSet) {
 			tokdContainer(ds).LivenessProbe = nil
 		}, "livenessProbe"},
@@ -289,6 +294,12 @@ func checkDaemonSet(m *manifests) []string {
 	}
 	if pod.HostNetwork || pod.HostPID || pod.HostIPC {
 		fail("the pod must not use the host network, PID or IPC namespace")
+	}
+	// A surge pod would start beside the old one on the same node: it
+	// could take neither the store's lock nor the socket, and the rollout
+	// would stall.
+	if ru := ds.Spec.UpdateStrategy.RollingUpdate; ru != nil && ru.MaxSurge != nil && ru.MaxSurge.String() != "0" && ru.MaxSurge.String() != "0%" {
+		fail("updateStrategy.rollingUpdate.maxSurge is %s: a second tokd on a node cannot take the store's lock or the socket; leave it 0", ru.MaxSurge.String())
 	}
 
 	// Who tokd runs as.
