@@ -57,7 +57,8 @@ func withoutPath(requestURL string) bool {
 
 func (s *server) gitCredential(w http.ResponseWriter, r *http.Request) {
 	cred, _ := peerCredFrom(r.Context())
-	m, status, msg := s.gitProfile(cred, r.URL.Query().Get("url"))
+	requestURL := r.URL.Query().Get("url")
+	m, status, msg := s.gitProfile(cred, requestURL)
 	if m == nil {
 		s.metrics.tokenRequest("", statusResult(status))
 		writeError(w, status, msg)
@@ -67,6 +68,13 @@ func (s *server) gitCredential(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	name := m.Profile.Name
 	tok, err := s.tokens.Get(ctx, name)
+	if !s.allowed(cred, name) {
+		// A reload while the request waited took the profile or the
+		// caller's access away: it covers nothing the caller may use.
+		s.metrics.tokenRequest("", resultNotFound)
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no profile you may use covers %s", requestURL))
+		return
+	}
 	s.metrics.tokenRequest(name, tokenResult(err))
 	if err != nil {
 		s.writeCacheError(w, name, err)
@@ -141,6 +149,13 @@ func (s *server) dockerCredential(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.getTimeout)
 	defer cancel()
 	tok, err := s.tokens.Get(ctx, p.Name)
+	if !s.allowed(cred, p.Name) {
+		// A reload while the request waited took the profile or the
+		// caller's access away: it names nothing the caller may use.
+		s.metrics.tokenRequest("", resultNotFound)
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no profile you may use names registry %s", registry))
+		return
+	}
 	s.metrics.tokenRequest(p.Name, tokenResult(err))
 	if err != nil {
 		s.writeCacheError(w, p.Name, err)

@@ -213,32 +213,57 @@ func (s *server) authorised(h func(w http.ResponseWriter, r *http.Request, profi
 		profile := r.PathValue("profile")
 		cred, _ := peerCredFrom(r.Context())
 		if !s.allowed(cred, profile) {
-			status, msg := http.StatusForbidden, fmt.Sprintf("profile %q: no such profile, or uid %d may not use it", profile, cred.UID)
-			if _, exists := (*s.policy.Load())[profile]; !exists && s.privileged(cred) {
-				status, msg = http.StatusNotFound, fmt.Sprintf("no profile %q", profile)
-			} else {
-				s.log.Info("request denied", "profile", profile, "uid", cred.UID, "gid", cred.GID, "pid", cred.PID)
-			}
-			if counted {
-				s.metrics.tokenRequest(profile, statusResult(status))
-			}
-			writeError(w, status, msg)
+			s.deny(w, cred, profile, counted)
 			return
 		}
 		h(w, r, profile)
 	}
 }
 
+// deny answers a caller who may not use the profile: 403 whether or not
+// it exists, so that the caller learns neither; root and the daemon's
+// user, who may use every profile, are told it does not exist (404).
+// counted says whether the refusal counts in tokd_token_requests_total.
+func (s *server) deny(w http.ResponseWriter, cred *PeerCred, profile string, counted bool) {
+	status, msg := http.StatusForbidden, fmt.Sprintf("profile %q: no such profile, or uid %d may not use it", profile, cred.UID)
+	if _, exists := (*s.policy.Load())[profile]; !exists && s.privileged(cred) {
+		status, msg = http.StatusNotFound, fmt.Sprintf("no profile %q", profile)
+	} else {
+		s.log.Info("request denied", "profile", profile, "uid", cred.UID, "gid", cred.GID, "pid", cred.PID)
+	}
+	if counted {
+		s.metrics.tokenRequest(profile, statusResult(status))
+	}
+	writeError(w, status, msg)
+}
+
+// stillAllowed reports whether the request's caller may still use the
+// profile once its token is in hand. A reload while the request waited
+// for a fetch may have removed the profile or the caller's access to it:
+// the caller is then answered as deny answers one who never had access,
+// and the token it waited for is not served.
+func (s *server) stillAllowed(w http.ResponseWriter, r *http.Request, profile string) bool {
+	cred, _ := peerCredFrom(r.Context())
+	if s.allowed(cred, profile) {
+		return true
+	}
+	s.deny(w, cred, profile, true)
+	return false
+}
+
 func (s *server) getToken(w http.ResponseWriter, r *http.Request, profile string) {
 	// A held token needs no deadline: a timer per request is for the
 	// requests that wait for a fetch.
-	if tok, ok := s.held(profile); ok {
-		s.writeToken(w, profile, tok, nil)
+	tok, ok := s.held(profile)
+	var err error
+	if !ok {
+		ctx, cancel := context.WithTimeout(r.Context(), s.getTimeout)
+		defer cancel()
+		tok, err = s.tokens.Get(ctx, profile)
+	}
+	if !s.stillAllowed(w, r, profile) {
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.getTimeout)
-	defer cancel()
-	tok, err := s.tokens.Get(ctx, profile)
 	s.writeToken(w, profile, tok, err)
 }
 
@@ -301,6 +326,9 @@ func (s *server) refreshToken(w http.ResponseWriter, r *http.Request, profile st
 	ctx, cancel := context.WithTimeout(r.Context(), s.getTimeout)
 	defer cancel()
 	tok, err := s.tokens.Refresh(ctx, profile)
+	if !s.stillAllowed(w, r, profile) {
+		return
+	}
 	s.writeToken(w, profile, tok, err)
 }
 
