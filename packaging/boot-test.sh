@@ -21,8 +21,7 @@
 # Needs root, systemd-nspawn (Debian: systemd-container) and overlayfs.
 # The host is not changed: every write goes to a tmpfs that is discarded.
 # SKIP="watchdog activation" leaves out checks 4 and 5 (and the user
-# socket), for a tokd that does not yet send WATCHDOG=1 or accept a passed
-# socket.
+# socket), the slowest.
 set -eu
 
 skip() { case " ${SKIP:-} " in *" $1 "*) echo "boot-test: skipped: $1"; return 0 ;; esac; return 1; }

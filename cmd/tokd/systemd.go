@@ -59,8 +59,9 @@ type systemdNotifier struct {
 	log      *slog.Logger
 	profiles func() int
 
-	mu      sync.Mutex // guards stopDog
-	stopDog context.CancelFunc
+	mu         sync.Mutex // guards stopDog and dogStopped
+	stopDog    context.CancelFunc
+	dogStopped bool // stopWatchdog was called: start no watchdog
 }
 
 func (n *systemdNotifier) send(state string) {
@@ -95,7 +96,8 @@ func (n *systemdNotifier) hooks(opts *daemon.Options) {
 }
 
 // startWatchdog pings systemd at half the WatchdogSec it asked for, each
-// time check passes within that half. check asks tokd for its status over
+// time check passes within half that period (so that two pings are never
+// further apart than 3/4 of WatchdogSec). check asks tokd for its status over
 // its own socket, a round trip through the accept loop, a request's
 // handler and the cache's lock: if any of them hangs, the pings stop and
 // systemd restarts tokd, which is what the watchdog is for. A ping sent
@@ -109,17 +111,23 @@ func (n *systemdNotifier) startWatchdog(check func(timeout time.Duration) error)
 }
 
 // runWatchdog runs check every period and sends WATCHDOG=1 after each
-// check that passes within period, until stopWatchdog.
+// check that passes within period/2, until stopWatchdog; after
+// stopWatchdog it starts nothing.
 func (n *systemdNotifier) runWatchdog(period time.Duration, check func(timeout time.Duration) error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	n.mu.Lock()
+	if n.dogStopped {
+		n.mu.Unlock()
+		cancel()
+		return
+	}
 	n.stopDog = cancel
 	n.mu.Unlock()
 	go func() {
 		t := time.NewTicker(period)
 		defer t.Stop()
 		for {
-			if err := check(period); err == nil {
+			if err := check(period / 2); err == nil {
 				n.send(sddaemon.SdNotifyWatchdog)
 			} else if ctx.Err() == nil {
 				n.log.Error("watchdog: tokd did not answer its own status request; the ping to systemd is withheld", "err", err)
@@ -136,6 +144,7 @@ func (n *systemdNotifier) runWatchdog(period time.Duration, check func(timeout t
 func (n *systemdNotifier) stopWatchdog() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	n.dogStopped = true
 	if n.stopDog != nil {
 		n.stopDog()
 	}

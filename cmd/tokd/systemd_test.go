@@ -27,7 +27,10 @@ func TestWatchdogWithheldWhileUnhealthy(t *testing.T) {
 	var healthy atomic.Bool
 	checks := make(chan struct{}, 100)
 	n := &systemdNotifier{log: slog.New(slog.DiscardHandler)}
-	n.runWatchdog(time.Millisecond, func(time.Duration) error {
+	const period = 2 * time.Millisecond
+	var timeouts atomic.Int64
+	n.runWatchdog(period, func(timeout time.Duration) error {
+		timeouts.Store(int64(timeout))
 		// The ping of the previous check, if any, was sent before this
 		// call: a datagram is queued by the time send returns.
 		select {
@@ -65,5 +68,27 @@ func TestWatchdogWithheldWhileUnhealthy(t *testing.T) {
 	n2, err := ln.Read(buf)
 	if err != nil || string(buf[:n2]) != "WATCHDOG=1" {
 		t.Fatalf("once healthy: read %q, %v; want WATCHDOG=1", buf[:n2], err)
+	}
+	// A check that takes its whole timeout still pings within 3/4 of
+	// WatchdogSec (2 × period) of the previous ping.
+	if got := time.Duration(timeouts.Load()); got != period/2 {
+		t.Errorf("check's timeout = %v, want period/2 = %v", got, period/2)
+	}
+}
+
+// TestWatchdogNotStartedAfterStop: when shutdown began before readiness
+// (Stopping before Ready), the watchdog never starts, so that nothing
+// pings after STOPPING=1.
+func TestWatchdogNotStartedAfterStop(t *testing.T) {
+	n := &systemdNotifier{log: slog.New(slog.DiscardHandler)}
+	n.stopWatchdog()
+	n.runWatchdog(time.Millisecond, func(time.Duration) error {
+		t.Error("check ran after stopWatchdog")
+		return nil
+	})
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.stopDog != nil {
+		t.Error("a watchdog was started after stopWatchdog")
 	}
 }
