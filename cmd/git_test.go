@@ -284,7 +284,7 @@ func TestGitClone(t *testing.T) {
 
 // TestGitOtherHelpersNeverStoreTheToken: a user who already has a generic
 // helper that saves what works (credential.helper store, in plain text in
-// ~/.git-credentials) and then runs the README's snippet: git must not
+// ~/.git-credentials) and then runs the README's snippet (twice): git must not
 // hand tokd's token to that helper, which would keep it past its expiry
 // and offer it again.
 func TestGitOtherHelpersNeverStoreTheToken(t *testing.T) {
@@ -297,7 +297,14 @@ func TestGitOtherHelpersNeverStoreTheToken(t *testing.T) {
 	if out, err := store.CombinedOutput(); err != nil {
 		t.Fatalf("git config credential.helper store: %v\n%s", err, out)
 	}
+	// Pasted twice, the snippet leaves the same two helpers.
 	gitConfigureREADME(t, e, srv.URL)
+	gitConfigureREADME(t, e, srv.URL)
+	list := e.Command("git", "config", "--global", "--get-all", "credential."+srv.URL+".helper")
+	list.Env = gitEnv(e, "")
+	if out, err := list.Output(); err != nil || string(out) != "\n!tokctl git-credential\n" {
+		t.Errorf("helpers for %s after the snippet twice: %q (%v), want \"\" then the tokctl helper", srv.URL, out, err)
+	}
 
 	if _, out, err := gitClone(t, e, srv.URL, ""); err != nil {
 		t.Fatalf("git clone: %v\n%s", err, out)

@@ -18,7 +18,7 @@ import (
 
 // cmdGitCredential is git's credential helper:
 //
-//	git config --global credential.https://git.example.com.helper ''
+//	git config --global --replace-all credential.https://git.example.com.helper ''
 //	git config --global --add credential.https://git.example.com.helper '!tokctl git-credential'
 //
 // (the empty helper first, so that no generic helper stores the token).

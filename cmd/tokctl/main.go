@@ -96,7 +96,7 @@ commands:
                                     run COMMAND with the token in $NAME (default TOKD_ACCESS_TOKEN)
 
 credential helpers (called by the tools, not by hand):
-  git-credential get|store|erase    git: credential.helper = '!tokctl git-credential'
+  git-credential get|store|erase    git: credential.helper = '' then '!tokctl git-credential'
   kubectl-credential PROFILE        kubectl: users[].user.exec
   docker-credential get|list|store|erase|version
                                     docker: credHelpers, or run as docker-credential-tokd
