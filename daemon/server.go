@@ -49,6 +49,29 @@ type heldTokens interface {
 type Access struct {
 	UIDs []uint32
 	GIDs []uint32
+	// Also, when set, must admit the caller too: while a reload is on its
+	// way, a profile is served only to callers that both configurations
+	// admit, since its token may still be the one the old settings
+	// fetched.
+	Also *Access
+}
+
+// admits reports whether cred is among the UIDs or, by its primary or
+// supplementary groups, the GIDs. The caller's supplementary groups are
+// read only when they decide it.
+func (a *Access) admits(cred *PeerCred) bool {
+	if slices.Contains(a.UIDs, cred.UID) || slices.Contains(a.GIDs, cred.GID) {
+		return true
+	}
+	if len(a.GIDs) == 0 {
+		return false
+	}
+	for _, g := range cred.supplementaryGroups() {
+		if slices.Contains(a.GIDs, g) {
+			return true
+		}
+	}
+	return false
 }
 
 // Policy maps each profile to its Access. A profile missing from the
@@ -102,14 +125,18 @@ func (s *server) setConfig(cfg *config.Config) {
 }
 
 // narrowTo admits only the profiles that both the serving configuration
-// and next have, with next's access: the first step of a reload, so that
-// no request reaches a profile the cache is about to drop or does not
-// have yet.
+// and next have, each to the callers that both admit: the first step of
+// a reload, so that no request reaches a profile the cache is about to
+// drop or does not have yet, and no caller gets a token that
+// configuration does not give it (next's access with the old token,
+// which the cache drops only later if the profile's settings changed;
+// or the old access once next revokes it).
 func (s *server) narrowTo(next *config.Config) {
 	cur := *s.policy.Load()
 	p := make(Policy, len(cur))
 	for name, acc := range policy(next) {
-		if _, ok := cur[name]; ok {
+		if old, ok := cur[name]; ok {
+			acc.Also = &old
 			p[name] = acc
 		}
 	}
@@ -172,25 +199,21 @@ func (s *server) privileged(cred *PeerCred) bool {
 	return cred.UID == 0 || cred.UID == s.selfUID
 }
 
-// allowed reports whether cred may use the profile's token. The caller's
-// supplementary groups are read only when they decide it.
+// allowed reports whether cred may use the profile's token.
 func (s *server) allowed(cred *PeerCred, profile string) bool {
 	acc, ok := (*s.policy.Load())[profile]
 	if !ok {
 		return false
 	}
-	if s.privileged(cred) || slices.Contains(acc.UIDs, cred.UID) || slices.Contains(acc.GIDs, cred.GID) {
+	if s.privileged(cred) {
 		return true
 	}
-	if len(acc.GIDs) == 0 {
-		return false
-	}
-	for _, g := range cred.supplementaryGroups() {
-		if slices.Contains(acc.GIDs, g) {
-			return true
+	for a := &acc; a != nil; a = a.Also {
+		if !a.admits(cred) {
+			return false
 		}
 	}
-	return false
+	return true
 }
 
 // profileHandler authorises the caller for the path's profile before h
