@@ -116,7 +116,7 @@ func newMetrics(log *slog.Logger) *metrics {
 		}),
 		endpointErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokd_token_endpoint_errors_total",
-			Help: "Failed token fetches by cause: an RFC 6749 error code, http_NNN for another HTTP answer, timeout, network or other.",
+			Help: "Failed token requests by cause (a fetch that failed, or a refused refresh token before a fallback): an RFC 6749 error code, http_NNN for another HTTP answer, timeout, network or other.",
 		}, []string{"profile", "code"}),
 	}
 	m.storeWritable.Store(true)
