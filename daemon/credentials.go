@@ -102,7 +102,7 @@ func (s *server) gitErase(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
-		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", apitype.MaxRequestBody))
+		writeBodyError(w, "request body", err)
 		return
 	}
 	var refusal apitype.GitRefusal

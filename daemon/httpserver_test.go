@@ -363,9 +363,9 @@ func TestConnAnswers(t *testing.T) {
 		// closes after the answer.
 		{name: "import body over 1 MiB", in: fmt.Sprintf("POST /v1/token/open/import HTTP/1.1\r\nHost: tokd\r\nContent-Length: %d\r\n\r\n%s", 2<<20, strings.Repeat("{", 2<<20)),
 			want: []answer{{413, "larger than", false}}, closes: true},
-		{name: "malformed chunk size", in: chunkedImport("zz\r\n{}\r\n0\r\n\r\n"), want: []answer{{413, "", false}}, closes: true},
+		{name: "malformed chunk size", in: chunkedImport("zz\r\n{}\r\n0\r\n\r\n"), want: []answer{{400, "malformed", false}}, closes: true},
 		{name: "chunks with too much framing", in: chunkedImport(strings.Repeat("1;x="+strings.Repeat("e", 3000)+"\r\n{\r\n", 8) + "0\r\n\r\n"),
-			want: []answer{{413, "", false}}, closes: true},
+			want: []answer{{400, "malformed", false}}, closes: true},
 		{name: "chunks with some framing", in: chunkedImport(strings.Repeat("1;x="+strings.Repeat("e", 1000)+"\r\n{\r\n", 8) + "0\r\n\r\n"),
 			want: []answer{{400, "", false}}},
 		{name: "body on a get over 256 KiB", in: fmt.Sprintf("GET /v1/token/open HTTP/1.1\r\nHost: tokd\r\nContent-Length: %d\r\n\r\n", 1<<20),

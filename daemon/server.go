@@ -367,7 +367,7 @@ func (s *server) importToken(w http.ResponseWriter, r *http.Request, profile str
 	data, err := io.ReadAll(r.Body)
 	if err != nil {
 		s.metrics.tokenRequest(profile, resultError)
-		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("token file larger than %d bytes", apitype.MaxRequestBody))
+		writeBodyError(w, "token file", err)
 		return
 	}
 	tok, err := oauth.ParseTokFile(data, s.now())
@@ -466,6 +466,22 @@ func (s *server) writeCacheError(w http.ResponseWriter, profile string, err erro
 		msg = fmt.Sprintf("profile %s: %s", profile, msg)
 	}
 	writeError(w, status, msg)
+}
+
+// writeBodyError answers a request whose body, what, could not be read:
+// 413 when it is larger than apitype.MaxRequestBody, 408 when it did not
+// arrive in time, 400 when it is malformed or cut short. The message
+// never quotes the body, which may hold a secret.
+func writeBodyError(w http.ResponseWriter, what string, err error) {
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("%s larger than %d bytes", what, apitype.MaxRequestBody))
+	case isTimeout(err):
+		writeError(w, http.StatusRequestTimeout, fmt.Sprintf("%s not received in time", what))
+	default:
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("%s cut short or malformed", what))
+	}
 }
 
 func writeError(w http.ResponseWriter, status int, msg string) {
