@@ -194,7 +194,7 @@ func Run(ctx context.Context, opts Options) error {
 				if opts.Reloading != nil {
 					opts.Reloading()
 				}
-				err := reload(opts.Reload, opts.Clock, trs, tokens, srv, m, log)
+				err := reload(opts, trs, tokens, srv, m, log)
 				if opts.Reloaded != nil {
 					opts.Reloaded(err)
 				}
@@ -219,37 +219,58 @@ func Run(ctx context.Context, opts Options) error {
 	return err
 }
 
-// reload reads the configuration again and applies it. An invalid new
-// configuration is refused and the old one keeps serving.
-func reload(load func() (*config.Config, error), clock cache.Clock, trs *transports, tokens *cache.Cache, srv *server, m *metrics, log *slog.Logger) error {
-	if load == nil {
+// reload reads the configuration again (opts.Reload) and applies it. An
+// invalid new configuration is refused and the old one keeps serving.
+func reload(opts Options, trs *transports, tokens *cache.Cache, srv *server, m *metrics, log *slog.Logger) error {
+	if opts.Reload == nil {
 		log.Warn("reload requested, but this tokd has no configuration file to reload")
 		return errors.New("no configuration file to reload")
 	}
-	cfg, err := load()
+	cfg, err := opts.Reload()
 	if err != nil {
 		log.Error("reload refused; the previous configuration keeps serving", "err", err)
 		return err
 	}
-	if old := srv.config.Load(); old != nil && old.MetricsAddress != cfg.MetricsAddress {
-		log.Warn("metrics_address changed; the change takes effect at the next restart",
-			"serving", old.MetricsAddress, "configured", cfg.MetricsAddress)
-	}
-	if old := srv.config.Load(); old != nil && old.StartJitter != cfg.StartJitter {
-		log.Warn("start_jitter changed; the change takes effect at the next restart",
-			"serving", old.StartJitter.Duration.String(), "configured", cfg.StartJitter.Duration.String())
-	}
+	warnRestartOnly(opts, cfg, log)
 	// A profile the server admits must exist in the cache at every
 	// moment: admit only those in both configurations, switch the cache,
 	// then admit the new set. The metrics learn the new set first, so
 	// that they count the first fetch of an added profile.
 	srv.narrowTo(cfg)
 	m.setProfiles(cfg.ProfileNames())
-	tokens.SetProfiles(cacheProfiles(cfg, clock, trs, m, log))
+	tokens.SetProfiles(cacheProfiles(cfg, opts.Clock, trs, m, log))
 	trs.dropUnused()
 	srv.setConfig(cfg)
 	log.Info("configuration reloaded", "profiles", len(cfg.Profiles))
 	return nil
+}
+
+// warnRestartOnly warns of each setting tokd reads only at start whose
+// value in next differs from the one it serves, the start's (opts.Config),
+// so that a reload does not seem to apply what it cannot. The socket and
+// the state directory that a flag overrides, or a socket that systemd
+// passed, are not the configuration's to change.
+func warnRestartOnly(opts Options, next *config.Config, log *slog.Logger) {
+	serving := opts.Config
+	if serving == nil {
+		return
+	}
+	type setting struct{ key, serving, configured string }
+	settings := []setting{
+		{"metrics_address", serving.MetricsAddress, next.MetricsAddress},
+		{"start_jitter", serving.StartJitter.Duration.String(), next.StartJitter.Duration.String()},
+	}
+	if opts.Socket == "" && opts.Listener == nil {
+		settings = append(settings, setting{"socket", firstNonEmpty(serving.Socket, DefaultSocket()), firstNonEmpty(next.Socket, DefaultSocket())})
+	}
+	if opts.StateDir == "" {
+		settings = append(settings, setting{"state_dir", firstNonEmpty(serving.StateDir, DefaultStateDir()), firstNonEmpty(next.StateDir, DefaultStateDir())})
+	}
+	for _, st := range settings {
+		if st.serving != st.configured {
+			log.Warn(st.key+" changed; the change takes effect at the next restart", "serving", st.serving, "configured", st.configured)
+		}
+	}
 }
 
 // openStore opens the sealed store in stateDir. On a read-only file

@@ -100,7 +100,7 @@ func TestReloadServesNoOldTokenUnderNewAccess(t *testing.T) {
 	before := srv.policy.Load()
 	reloaded := make(chan error, 1)
 	go func() {
-		reloaded <- reload(func() (*config.Config, error) { return next, nil }, nil, trs, tokens, srv, m, log)
+		reloaded <- reload(Options{Config: old, Reload: func() (*config.Config, error) { return next, nil }}, trs, tokens, srv, m, log)
 	}()
 	// Wait for the reload's first step; it then waits for the lock.
 	deadline := time.Now().Add(20 * time.Second)
