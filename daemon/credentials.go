@@ -95,7 +95,8 @@ func (s *server) gitCredential(w http.ResponseWriter, r *http.Request) {
 // body forgets the token whatever it is.
 func (s *server) gitErase(w http.ResponseWriter, r *http.Request) {
 	cred, _ := peerCredFrom(r.Context())
-	m, status, msg := s.gitProfile(cred, r.URL.Query().Get("url"))
+	requestURL := r.URL.Query().Get("url")
+	m, status, msg := s.gitProfile(cred, requestURL)
 	if m == nil {
 		writeError(w, status, msg)
 		return
@@ -113,6 +114,12 @@ func (s *server) gitErase(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	name := m.Profile.Name
+	if !s.allowed(cred, name) {
+		// A reload while the body arrived took the profile or the
+		// caller's access away.
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no profile you may use covers %s", requestURL))
+		return
+	}
 	if refusal.Refused == "" {
 		err = s.tokens.Forget(name)
 	} else {

@@ -89,6 +89,107 @@ func TestReloadRevokesAWaitingCaller(t *testing.T) {
 	}
 }
 
+// TestReloadRevokesAnImportInProgress shows that a caller whose access a
+// reload takes away while it is still sending a token file to import
+// (which it may take the body's read timeout to do) is refused, and its
+// token does not become the profile's: the profile's other users would
+// be served it.
+func TestReloadRevokesAnImportInProgress(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("creating a caller with another uid needs root; run the tests as root to check SO_PEERCRED authorisation")
+	}
+	e := newEnv(t)
+	e.writeConfig(importProfile("imp", fmt.Sprintf("allowed_uids = [1000, %d]", otherUID)))
+	if err := os.Chmod(filepath.Dir(e.socket), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := e.start()
+	body, access := tokFile(t, time.Hour)
+	e.saw(access)
+
+	conn := dialAs(t, d.socket, otherUID)
+	defer conn.Close()
+	half := len(body) / 2
+	if _, err := fmt.Fprintf(conn, "POST /v1/token/imp/import HTTP/1.1\r\nHost: tokd\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body[:half]); err != nil {
+		t.Fatal(err)
+	}
+	// The request is authorised and its handler reads the body.
+	waitInFrame(t, "github.com/tokd/tokd/daemon.(*server).importToken(", 1)
+
+	e.writeConfig(importProfile("imp", "allowed_uids = [1000]"))
+	if got := d.reload(t); got != "reloaded" {
+		t.Fatalf("reload %s", got)
+	}
+	if _, err := conn.Write(body[half:]); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		if resp.StatusCode == http.StatusOK {
+			answer = nil // it holds the token
+		}
+		t.Errorf("import as uid %d after the reload took its access: status %d (%s), want 403",
+			otherUID, resp.StatusCode, strings.TrimSpace(string(answer)))
+	}
+	if tok, err := d.client.Token("imp"); err == nil {
+		e.saw(tok.AccessToken)
+		if tok.AccessToken == access {
+			t.Errorf("profile imp serves the token uid %d imported after it lost access", otherUID)
+		}
+	}
+}
+
+// TestReloadRevokesAGitEraseInProgress shows the same of git's erase: a
+// caller that lost its access while it sent the refused secret does not
+// make the daemon forget the profile's token.
+func TestReloadRevokesAGitEraseInProgress(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("creating a caller with another uid needs root; run the tests as root to check SO_PEERCRED authorisation")
+	}
+	e := newEnv(t)
+	e.writeConfig(ciProfile(e, fmt.Sprintf("allowed_uids = [1000, %d]", otherUID)))
+	if err := os.Chmod(filepath.Dir(e.socket), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := e.start()
+	tok := d.get(t, "ci").AccessToken
+
+	conn := dialAs(t, d.socket, otherUID)
+	defer conn.Close()
+	body := []byte(`{"refused":"` + tok + `"}`)
+	half := len(body) / 2
+	if _, err := fmt.Fprintf(conn, "DELETE /v1/git?url=https://git.example.com/team/repo.git HTTP/1.1\r\nHost: tokd\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body[:half]); err != nil {
+		t.Fatal(err)
+	}
+	waitInFrame(t, "github.com/tokd/tokd/daemon.(*server).gitErase(", 1)
+
+	e.writeConfig(ciProfile(e, "allowed_uids = [1000]"))
+	if got := d.reload(t); got != "reloaded" {
+		t.Fatalf("reload %s", got)
+	}
+	if _, err := conn.Write(body[half:]); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("git erase as uid %d after the reload took its access: status %d (%s), want 404",
+			otherUID, resp.StatusCode, strings.TrimSpace(string(answer)))
+	}
+	if got := d.get(t, "ci").AccessToken; got != tok {
+		t.Errorf("profile ci forgot its token for the erase of uid %d, which had lost its access", otherUID)
+	}
+}
+
 // ciProfile is profile ci with git and docker settings and extra lines.
 func ciProfile(e *env, extra ...string) string {
 	return e.jwtProfile("ci", append(extra,
@@ -139,12 +240,17 @@ func jsonField(body, key string) string {
 }
 
 // waitInObtain waits until n goroutines of this process wait in the
-// cache's Get or Refresh (both wait in obtain) for a fetch. As waitInGet,
-// it polls the goroutine dump for the condition and never guesses a
-// duration.
+// cache's Get or Refresh (both wait in obtain) for a fetch.
 func waitInObtain(t *testing.T, n int) {
 	t.Helper()
-	const frame = "github.com/tokd/tokd/cache.(*Cache).wait("
+	waitInFrame(t, "github.com/tokd/tokd/cache.(*Cache).wait(", n)
+}
+
+// waitInFrame waits until n goroutines of this process have frame, a
+// function, on their stack. As waitInGet, it polls the goroutine dump for
+// the condition and never guesses a duration.
+func waitInFrame(t *testing.T, frame string, n int) {
+	t.Helper()
 	deadline := time.Now().Add(waitTimeout)
 	buf := make([]byte, 1<<20)
 	for {
@@ -163,7 +269,7 @@ func waitInObtain(t *testing.T, n int) {
 			return
 		}
 		if got > n || time.Now().After(deadline) {
-			t.Fatalf("%d goroutines wait in cache.(*Cache).wait, want %d", got, n)
+			t.Fatalf("%d goroutines have %s on their stack, want %d", got, frame, n)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}

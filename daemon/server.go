@@ -261,10 +261,10 @@ func (s *server) deny(w http.ResponseWriter, cred *PeerCred, profile string, cou
 }
 
 // stillAllowed reports whether the request's caller may still use the
-// profile once its token is in hand. A reload while the request waited
-// for a fetch may have removed the profile or the caller's access to it:
-// the caller is then answered as deny answers one who never had access,
-// and the token it waited for is not served.
+// profile once its token is in hand, or its body read. A reload while the
+// request waited may have removed the profile or the caller's access to
+// it: the caller is then answered as deny answers one who never had
+// access, and neither gets the token it waited for nor changes it.
 func (s *server) stillAllowed(w http.ResponseWriter, r *http.Request, profile string) bool {
 	cred, _ := peerCredFrom(r.Context())
 	if s.allowed(cred, profile) {
@@ -374,6 +374,11 @@ func (s *server) importToken(w http.ResponseWriter, r *http.Request, profile str
 	if err != nil {
 		s.metrics.tokenRequest(profile, resultError)
 		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	// Sending the file may take the body's read timeout, and a reload
+	// meanwhile may have taken the caller's access away.
+	if !s.stillAllowed(w, r, profile) {
 		return
 	}
 	if err := s.tokens.Import(profile, tok); err != nil {
