@@ -12,7 +12,8 @@
 //	DELETE /v1/token/{profile}          204 (token forgotten)
 //	GET    /v1/status                   Status
 //	GET    /v1/git?url=URL              Credential for the profile whose git.urls cover URL
-//	DELETE /v1/git?url=URL              GitRefusal → 204 (that profile's token forgotten if the server refused it)
+//	DELETE /v1/git?url=URL              204 (that profile's token forgotten)
+//	POST   /v1/git/refused?url=URL      GitRefusal → 204 (that profile's token forgotten if it is the refused secret)
 //	GET    /v1/docker?server=SERVER     Credential for the profile whose docker.registries name SERVER
 //	GET    /v1/docker/list              DockerList
 package apitype
@@ -72,9 +73,8 @@ type Credential struct {
 	ServerURL string `json:"server_url"`
 }
 
-// GitRefusal is the optional body of DELETE /v1/git: the secret git says
-// the server refused. The token is forgotten only if it is that secret;
-// without a body it is forgotten whatever it is.
+// GitRefusal is the body of POST /v1/git/refused: the secret git says
+// the server refused. The token is forgotten only if it is that secret.
 type GitRefusal struct {
 	Refused string `json:"refused"`
 }

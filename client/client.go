@@ -39,6 +39,9 @@ func (e *APIError) Error() string { return e.Message }
 var (
 	ErrNotFound  = errors.New("not found")
 	ErrForbidden = errors.New("forbidden")
+	// ErrNoRoute matches the daemon's answer to a path it does not serve:
+	// an older tokd, for a request added since.
+	ErrNoRoute = errors.New("no such API path")
 )
 
 // Is reports whether the status of e matches target.
@@ -48,6 +51,8 @@ func (e *APIError) Is(target error) bool {
 		return e.StatusCode == 404
 	case ErrForbidden:
 		return e.StatusCode == 403
+	case ErrNoRoute:
+		return e.StatusCode == 404 && strings.HasPrefix(e.Message, "no such API path")
 	}
 	return false
 }
@@ -98,17 +103,20 @@ func (c *Client) Git(requestURL string) (*apitype.Credential, error) {
 	return &cred, c.call("GET", apitype.PathPrefix+"git?url="+queryEscape(requestURL), nil, func(d *jsonlite.Decoder) error { return decodeCredential(d, &cred) })
 }
 
-// GitErase tells the daemon that the server refused refused, the secret
-// git sent for requestURL: if it is the token the daemon holds for that
-// URL, the daemon forgets it, so that the next request gets a new one. An
-// empty refused makes the daemon forget the token whatever it is.
-func (c *Client) GitErase(requestURL, refused string) error {
-	var body []byte
-	if refused != "" {
-		body = append([]byte(`{"refused":`), jsonlite.AppendString(nil, refused)...)
-		body = append(body, '}')
-	}
-	return c.call("DELETE", apitype.PathPrefix+"git?url="+queryEscape(requestURL), body, nil)
+// GitErase tells the daemon that the server refused the token it gave for
+// requestURL, so that the next request gets a new one.
+func (c *Client) GitErase(requestURL string) error {
+	return c.call("DELETE", apitype.PathPrefix+"git?url="+queryEscape(requestURL), nil, nil)
+}
+
+// GitRefused tells the daemon that the server refused refused, the secret
+// git sent for requestURL: the daemon forgets its token for that URL only
+// if it is that secret, comparing and forgetting in one step. A daemon
+// older than this request answers an error matching ErrNoRoute.
+func (c *Client) GitRefused(requestURL, refused string) error {
+	body := append([]byte(`{"refused":`), jsonlite.AppendString(nil, refused)...)
+	body = append(body, '}')
+	return c.call("POST", apitype.PathPrefix+"git/refused?url="+queryEscape(requestURL), body, nil)
 }
 
 // Docker returns the credential for a docker server, or an error matching

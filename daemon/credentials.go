@@ -87,13 +87,24 @@ func (s *server) gitCredential(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// gitErase forgets the token git reports the server refused, so that the
-// next request fetches a new one. The body, when not empty, is the
-// refused secret: the token is forgotten only if it is that secret, since
-// git reports a refusal to every helper it has (another helper's password)
-// and may report one late (a token tokd has already replaced). An empty
-// body forgets the token whatever it is.
+// gitErase (DELETE /v1/git?url=URL) forgets the profile's token for URL
+// whatever it is, so that the next request fetches a new one: tokctl
+// before gitRefused compared the refused secret itself, then sent this.
 func (s *server) gitErase(w http.ResponseWriter, r *http.Request) {
+	s.gitForget(w, r, false)
+}
+
+// gitRefused (POST /v1/git/refused?url=URL, body apitype.GitRefusal)
+// forgets the profile's token for URL only if it is the refused secret,
+// comparing and forgetting in one step: git reports a refusal to every
+// helper it has (another helper's password), and may report one late (a
+// token tokd has already replaced).
+func (s *server) gitRefused(w http.ResponseWriter, r *http.Request) {
+	s.gitForget(w, r, true)
+}
+
+// gitForget serves gitErase, and gitRefused when refusal is set.
+func (s *server) gitForget(w http.ResponseWriter, r *http.Request, refusal bool) {
 	cred, _ := peerCredFrom(r.Context())
 	requestURL := r.URL.Query().Get("url")
 	m, status, msg := s.gitProfile(cred, requestURL)
@@ -101,14 +112,14 @@ func (s *server) gitErase(w http.ResponseWriter, r *http.Request) {
 		writeError(w, status, msg)
 		return
 	}
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		writeBodyError(w, "request body", err)
-		return
-	}
-	var refusal apitype.GitRefusal
-	if len(body) > 0 {
-		if err := decodeStrict(body, &refusal); err != nil || refusal.Refused == "" {
+	var refused apitype.GitRefusal
+	if refusal {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			writeBodyError(w, "request body", err)
+			return
+		}
+		if err := decodeStrict(body, &refused); err != nil || refused.Refused == "" {
 			writeError(w, http.StatusBadRequest, `the body must be {"refused": SECRET} with the secret the server refused`)
 			return
 		}
@@ -120,11 +131,12 @@ func (s *server) gitErase(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no profile you may use covers %s", requestURL))
 		return
 	}
-	if refusal.Refused == "" {
+	var err error
+	if !refusal {
 		err = s.tokens.Forget(name)
 	} else {
 		var forgot bool
-		forgot, err = s.tokens.ForgetRefused(name, refusal.Refused)
+		forgot, err = s.tokens.ForgetRefused(name, refused.Refused)
 		if err == nil && !forgot {
 			s.log.Debug("a git server refused a secret that is not the profile's token; kept the token", "profile", name, "url", m.URL, "uid", cred.UID)
 			w.WriteHeader(http.StatusNoContent)

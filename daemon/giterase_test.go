@@ -8,11 +8,12 @@ import (
 	"testing"
 )
 
-// TestGitErase: git's erase forgets the profile's token only when the
-// refused secret is that token, compared in the daemon; another secret,
-// or a refusal of a token already replaced, keeps the token and sends
-// nothing to the endpoint. Without a secret the token is forgotten as
-// before, and a body that is not a refusal is a 400 that quotes nothing.
+// TestGitErase: a refusal (POST /v1/git/refused) forgets the profile's
+// token only when the refused secret is that token, compared in the
+// daemon; another secret, or a refusal of a token already replaced, keeps
+// the token and sends nothing to the endpoint. DELETE /v1/git forgets it
+// whatever it is, as before, and a body that is not a refusal is a 400
+// that quotes nothing.
 func TestGitErase(t *testing.T) {
 	e := newEnv(t)
 	e.writeConfig(e.jwtProfile("ci", "[profiles.ci.git]", `urls = ["https://git.example.com/team/"]`))
@@ -26,7 +27,7 @@ func TestGitErase(t *testing.T) {
 	e.saw(first.AccessToken)
 	before := e.requests()
 	for _, refused := range []string{"someone-elses-password", first.AccessToken + "x"} {
-		if err := d.client.GitErase(url, refused); err != nil {
+		if err := d.client.GitRefused(url, refused); err != nil {
 			t.Fatalf("erase of another secret: %v", err)
 		}
 	}
@@ -35,7 +36,7 @@ func TestGitErase(t *testing.T) {
 			err, err == nil && again.AccessToken == first.AccessToken, e.requests()-before)
 	}
 
-	if err := d.client.GitErase(url, first.AccessToken); err != nil {
+	if err := d.client.GitRefused(url, first.AccessToken); err != nil {
 		t.Fatalf("erase of the token: %v", err)
 	}
 	second, err := d.client.Git(url)
@@ -45,7 +46,7 @@ func TestGitErase(t *testing.T) {
 	e.saw(second.AccessToken)
 	before = e.requests()
 	// The first token's refusal, arriving late, keeps its successor.
-	if err := d.client.GitErase(url, first.AccessToken); err != nil {
+	if err := d.client.GitRefused(url, first.AccessToken); err != nil {
 		t.Fatal(err)
 	}
 	if again, err := d.client.Git(url); err != nil || again.AccessToken != second.AccessToken || e.requests() != before {
@@ -53,7 +54,7 @@ func TestGitErase(t *testing.T) {
 	}
 
 	// No secret: forgotten whatever it is.
-	if err := d.client.GitErase(url, ""); err != nil {
+	if err := d.client.GitErase(url); err != nil {
 		t.Fatal(err)
 	}
 	third, err := d.client.Git(url)
@@ -63,8 +64,8 @@ func TestGitErase(t *testing.T) {
 	e.saw(third.AccessToken)
 
 	hc := rawClient(d.socket)
-	for _, body := range []string{`not json`, `{"refused":""}`, `{"refused":"x","more":1}`, `{"refused":"x"} {}`, `{"password":"` + third.AccessToken + `"}`} {
-		req, _ := http.NewRequest("DELETE", "http://tokd/v1/git?url="+url, strings.NewReader(body))
+	for _, body := range []string{``, `not json`, `{"refused":""}`, `{"refused":"x","more":1}`, `{"refused":"x"} {}`, `{"password":"` + third.AccessToken + `"}`} {
+		req, _ := http.NewRequest("POST", "http://tokd/v1/git/refused?url="+url, strings.NewReader(body))
 		resp, err := hc.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -72,7 +73,7 @@ func TestGitErase(t *testing.T) {
 		got, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusBadRequest || bytes.Contains(got, []byte(third.AccessToken)) {
-			t.Errorf("erase with body %.20q: %d %s; want 400 quoting nothing", body, resp.StatusCode, got)
+			t.Errorf("refusal with body %.20q: %d %s; want 400 quoting nothing", body, resp.StatusCode, got)
 		}
 	}
 	if again, err := d.client.Git(url); err != nil || again.AccessToken != third.AccessToken {

@@ -14,7 +14,7 @@ import (
 )
 
 // TestBodyReadFailureIsNotTooLarge shows that a request body the routes
-// that read one (import, git's erase) cannot read is answered for what
+// that read one (import, git's refusal) cannot read is answered for what
 // went wrong: 413 only when it is larger than apitype.MaxRequestBody; a
 // malformed or cut-short body is the client's mistake (400), one that
 // does not arrive in time a timeout (408). All were answered 413 "larger
@@ -22,7 +22,7 @@ import (
 func TestBodyReadFailureIsNotTooLarge(t *testing.T) {
 	routes := []struct{ name, head string }{
 		{"import", "POST /v1/token/open/import HTTP/1.1\r\nHost: tokd\r\n"},
-		{"git erase", "DELETE /v1/git?url=https://git.example.com/team/repo HTTP/1.1\r\nHost: tokd\r\n"},
+		{"git refused", "POST /v1/git/refused?url=https://git.example.com/team/repo HTTP/1.1\r\nHost: tokd\r\n"},
 	}
 	for _, rt := range routes {
 		for _, tc := range []struct {

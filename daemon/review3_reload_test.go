@@ -163,10 +163,10 @@ func TestReloadRevokesAGitEraseInProgress(t *testing.T) {
 	defer conn.Close()
 	body := []byte(`{"refused":"` + tok + `"}`)
 	half := len(body) / 2
-	if _, err := fmt.Fprintf(conn, "DELETE /v1/git?url=https://git.example.com/team/repo.git HTTP/1.1\r\nHost: tokd\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body[:half]); err != nil {
+	if _, err := fmt.Fprintf(conn, "POST /v1/git/refused?url=https://git.example.com/team/repo.git HTTP/1.1\r\nHost: tokd\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body[:half]); err != nil {
 		t.Fatal(err)
 	}
-	waitInFrame(t, "github.com/tokd/tokd/daemon.(*server).gitErase(", 1)
+	waitInFrame(t, "github.com/tokd/tokd/daemon.(*server).gitForget(", 1)
 
 	e.writeConfig(ciProfile(e, "allowed_uids = [1000]"))
 	if got := d.reload(t); got != "reloaded" {

@@ -156,6 +156,7 @@ func (s *server) handler() http.Handler {
 	mux.HandleFunc("GET /v1/metrics", s.serveMetrics)
 	mux.HandleFunc("GET /v1/git", s.gitCredential)
 	mux.HandleFunc("DELETE /v1/git", s.gitErase)
+	mux.HandleFunc("POST /v1/git/refused", s.gitRefused)
 	mux.HandleFunc("GET /v1/docker", s.dockerCredential)
 	mux.HandleFunc("GET /v1/docker/list", s.dockerList)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -76,9 +76,28 @@ func cmdGitCredential(c *client.Client, args []string, stdin io.Reader, stdout, 
 // git runs erase on every helper it has, so a refused secret that is not
 // the token tokd holds now (another helper's password, or a token tokd
 // has already replaced) leaves tokd's token alone: the daemon compares
-// the two, in the same step as it forgets.
+// the two, in the same step as it forgets. An older tokd, without that
+// request, is asked for its token and told to forget it only if it is
+// the refused one, as tokctl did before.
 func gitErase(c *client.Client, req *credproto.GitRequest) error {
-	err := c.GitErase(req.URL(), req.Refused())
+	refused := req.Refused()
+	if refused != "" {
+		err := c.GitRefused(req.URL(), refused)
+		if !errors.Is(err, client.ErrNoRoute) {
+			if errors.Is(err, client.ErrNotFound) {
+				return nil
+			}
+			return err
+		}
+		cred, err := c.Git(req.URL())
+		if errors.Is(err, client.ErrNotFound) {
+			return nil
+		}
+		if err != nil || cred.AccessToken != refused {
+			return err
+		}
+	}
+	err := c.GitErase(req.URL())
 	if errors.Is(err, client.ErrNotFound) {
 		return nil
 	}

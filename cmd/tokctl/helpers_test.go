@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -181,5 +182,70 @@ func TestDockerListHub(t *testing.T) {
 	want := map[string]string{"https://index.docker.io/v1/": "oauth2accesstoken", "registry.example.com": "u"}
 	if len(got) != len(want) || got["https://index.docker.io/v1/"] != want["https://index.docker.io/v1/"] || got["registry.example.com"] != "u" {
 		t.Errorf("list = %v, want %v", got, want)
+	}
+}
+
+// TestGitEraseOldAndNewDaemon: tokctl's erase sends the refused secret in
+// one request, POST /v1/git/refused, for the daemon to compare. An older
+// tokd answers that path with 404 "no such API path"; tokctl then falls
+// back to asking for the token and forgetting it only when it is the
+// refused one, so that a new tokctl never makes an old tokd drop a good
+// token for another helper's password.
+func TestGitEraseOldAndNewDaemon(t *testing.T) {
+	oldDaemon := func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/v1/git" && r.Method == http.MethodGet:
+			json.NewEncoder(w).Encode(demoCredential)
+		case r.URL.Path == "/v1/git" && r.Method == http.MethodDelete:
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+			json.NewEncoder(w).Encode(apitype.ErrorResponse{Error: "no such API path: " + r.Method + " " + r.URL.Path})
+		}
+	}
+	var refusals []string
+	var mu sync.Mutex
+	newDaemon := func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/git/refused" && r.Method == http.MethodPost {
+			var body apitype.GitRefusal
+			if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+				w.WriteHeader(http.StatusBadRequest)
+				return
+			}
+			mu.Lock()
+			refusals = append(refusals, body.Refused)
+			mu.Unlock()
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		oldDaemon(w, r)
+	}
+	const url = "/v1/git?url=https%3A%2F%2Fgit.example.com%2F"
+	const refusedURL = "/v1/git/refused?url=https%3A%2F%2Fgit.example.com%2F"
+	for _, tt := range []struct {
+		name    string
+		daemon  http.HandlerFunc
+		refused string
+		want    []string
+	}{
+		{"new daemon, tokd's token", newDaemon, "tok-demo", []string{"POST " + refusedURL}},
+		{"new daemon, another password", newDaemon, "someone-elses", []string{"POST " + refusedURL}},
+		{"old daemon, tokd's token", oldDaemon, "tok-demo", []string{"POST " + refusedURL, "GET " + url, "DELETE " + url}},
+		{"old daemon, another password", oldDaemon, "someone-elses", []string{"POST " + refusedURL, "GET " + url}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakeTokd(t, tt.daemon)
+			in := "protocol=https\nhost=git.example.com\nusername=oauth2\npassword=" + tt.refused + "\n\n"
+			stdout, stderr, code := runHelper(f.Socket, in, "git-credential", "erase")
+			if code != 0 || stdout != "" || stderr != "" {
+				t.Fatalf("exit %d, stdout %q, stderr %q; want 0 and nothing", code, stdout, stderr)
+			}
+			if got := f.Asked(); !slices.Equal(got, tt.want) {
+				t.Errorf("asked %q, want %q", got, tt.want)
+			}
+		})
+	}
+	if want := []string{"tok-demo", "someone-elses"}; !slices.Equal(refusals, want) {
+		t.Errorf("the new daemon was told of refusals %q, want %q", refusals, want)
 	}
 }
