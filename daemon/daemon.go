@@ -206,13 +206,17 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	// Ready means the cache is running: a status read after it shows the
 	// plan the cache follows, start jitter included.
+	// A daemon already stopping (its context ended, or serving failed)
+	// never says it is ready: READY=1 would follow STOPPING=1.
 	select {
 	case <-tokens.Started():
 	case <-gctx.Done():
 	}
-	log.Info("tokd serving", "socket", socket, "profiles", len(cfg.Profiles), "state_dir", stateDir)
-	if opts.Ready != nil {
-		opts.Ready(socket)
+	if gctx.Err() == nil {
+		log.Info("tokd serving", "socket", socket, "profiles", len(cfg.Profiles), "state_dir", stateDir)
+		if opts.Ready != nil {
+			opts.Ready(socket)
+		}
 	}
 	err = g.Wait()
 	log.Info("tokd stopped")

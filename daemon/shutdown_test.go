@@ -1,9 +1,12 @@
 package daemon_test
 
 import (
+	"context"
 	"os"
 	"testing"
 	"time"
+
+	"github.com/tokd/tokd/daemon"
 )
 
 // TestGracefulShutdown cancels Run's context while a get waits for a token
@@ -57,4 +60,29 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Errorf("the socket file is still there after shutdown: %v", err)
 	}
 	e.openStore(t, "the store after shutdown").Close()
+}
+
+// TestNoReadyWhenStoppedBeforeServing: a daemon whose context has ended
+// before it was ready stops without calling Ready, so that systemd never
+// gets READY=1 after STOPPING=1 (nor a watchdog started after its stop).
+func TestNoReadyWhenStoppedBeforeServing(t *testing.T) {
+	e := newEnv(t)
+	e.writeConfig(e.jwtProfile("ci"))
+	cfg, err := e.loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		opts := e.baseOptions(cfg)
+		stopping := false
+		opts.Stopping = func() { stopping = true }
+		opts.Ready = func(string) {
+			t.Errorf("Ready called by a daemon whose context had ended (after Stopping: %v)", stopping)
+		}
+		if err := daemon.Run(ctx, opts); err != nil {
+			t.Fatalf("Run with an ended context = %v, want nil", err)
+		}
+	}
 }
