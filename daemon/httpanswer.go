@@ -51,7 +51,10 @@ func (c *conn) serveToken(keep bool) bool {
 		return false
 	}
 	tok, ok := api.held(profile)
-	if !ok {
+	// Checked again with the token in hand, as the slow path does after
+	// its wait: a reload between the first check and held may have taken
+	// the caller's access away and replaced the token.
+	if !ok || !api.allowed(c.cred, profile) {
 		return false
 	}
 	sp := api.servedProfile(profile)

@@ -78,3 +78,34 @@ func TestRefusalReachesAClientStillSending(t *testing.T) {
 		})
 	}
 }
+
+// revokingTokens is testTokens whose Held first runs revoke, as a reload
+// that takes the caller's access away while the fast path looks up the
+// token would.
+type revokingTokens struct {
+	*testTokens
+	revoke func()
+}
+
+func (r *revokingTokens) Held(profile string) (*token.Token, bool) {
+	r.revoke()
+	return r.testTokens.Held(profile)
+}
+
+// TestFastPathRechecksAccessAfterHeld: a caller whose access a reload
+// takes away between the fast path's access check and its lookup of the
+// token is refused, as the slow path refuses a caller after its wait.
+func TestFastPathRechecksAccessAfterHeld(t *testing.T) {
+	rt := &revokingTokens{testTokens: newTestTokens()}
+	s := newTestServer(t, rt)
+	cfg := testConfig()
+	cfg.Profiles["open"].AllowedUIDs = nil
+	rt.revoke = func() { s.api.setConfig(cfg) }
+	c, _ := connect(t, s, otherCred)
+	io.WriteString(c, "GET /v1/token/open HTTP/1.1\r\nHost: tokd\r\n\r\n")
+	resp, body := readAnswer(t, bufio.NewReader(c), false)
+	checkCommon(t, resp, body)
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("uid 1000 after a reload took its access during the lookup: %d %s, want 403", resp.StatusCode, body)
+	}
+}
