@@ -1064,3 +1064,37 @@ func TestWritableFileWarnings(t *testing.T) {
 		})
 	}
 }
+
+// TestOverflowIDWarnings: 65534 in allowed_uids or allowed_gids admits
+// every caller from another user namespace whose ids are not mapped into
+// tokd's (they appear as the overflow id), which the configuration says
+// with a warning naming the key; other ids draw none.
+func TestOverflowIDWarnings(t *testing.T) {
+	for _, tt := range []struct {
+		access   string
+		wantKeys []string
+	}{
+		{"allowed_uids = [1000, 65533, 65535]\nallowed_gids = [100]", nil},
+		{"allowed_uids = [65534]", []string{"profiles.ci.allowed_uids"}},
+		{"allowed_gids = [10, 65534]", []string{"profiles.ci.allowed_gids"}},
+		{"allowed_uids = [65534]\nallowed_gids = [65534]", []string{"profiles.ci.allowed_gids", "profiles.ci.allowed_uids"}}, // sorted by key
+	} {
+		t.Run(tt.access, func(t *testing.T) {
+			data := edit(minimal, `client_id = "3f1e"`, `client_id = "3f1e"`+"\n"+tt.access)
+			_, warnings, err := Parse([]byte(data), exampleOptions())
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			var keys []string
+			for _, w := range warnings {
+				keys = append(keys, w.Key)
+				if !strings.Contains(w.String(), "overflow") || !strings.Contains(w.String(), "user namespace") {
+					t.Errorf("warning %q does not say why", w.String())
+				}
+			}
+			if diff := cmp.Diff(tt.wantKeys, keys); diff != "" {
+				t.Errorf("warning keys (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -91,6 +92,9 @@ func (pc *profileChecker) problem(field, format string, args ...any) {
 	pc.r.problem(pc.key(strings.Split(field, ".")...), format, args...)
 }
 
+// overflowID is the kernel's default overflowuid and overflowgid.
+const overflowID = 65534
+
 func (v *validator) profile(p *Profile) {
 	pc := &profileChecker{validator: v, p: p, base: toml.Key{"profiles", p.Name}}
 	if !profileNamePattern.MatchString(p.Name) {
@@ -108,6 +112,16 @@ func (v *validator) profile(p *Profile) {
 		grant = p.GrantType
 	default:
 		pc.problem("grant_type", "must be %q, %q or %q, not %q", GrantJWTBearer, GrantClientCredentials, GrantImport, p.GrantType)
+	}
+
+	// 65534 is the kernel's overflow id: a caller in another user
+	// namespace whose uid or gid is not mapped into tokd's appears as it,
+	// so naming it admits every such caller at once.
+	if slices.Contains(p.AllowedUIDs, overflowID) {
+		v.r.warn(pc.key("allowed_uids"), "holds %d, the overflow uid: it admits every caller from another user namespace whose uid is not mapped into tokd's (often nobody)", overflowID)
+	}
+	if slices.Contains(p.AllowedGIDs, overflowID) {
+		v.r.warn(pc.key("allowed_gids"), "holds %d, the overflow gid: it admits every caller from another user namespace whose groups are not mapped into tokd's (often nogroup)", overflowID)
 	}
 
 	hasSecret, hasKey := p.ClientSecretFile != "", p.ClientKeyFile != ""
