@@ -512,14 +512,11 @@ func rawClient(socket string) *http.Client {
 	}
 }
 
-// waitInGet waits until n goroutines of this process are inside the
-// cache's Get, that is, n requests are waiting for a token fetch. The
-// cache offers no event for this, so the goroutine dump is polled; the
-// poll interval is only a wait for the condition, never a guess of how
-// long something takes.
-func waitInGet(t *testing.T, n int) {
+// waitInFrame waits until n goroutines of this process have frame, a
+// function, on their stack. It polls the goroutine dump for the
+// condition and never guesses a duration.
+func waitInFrame(t *testing.T, frame string, n int) {
 	t.Helper()
-	const frame = "github.com/tokd/tokd/cache.(*Cache).Get("
 	deadline := time.Now().Add(waitTimeout)
 	buf := make([]byte, 1<<20)
 	for {
@@ -538,10 +535,20 @@ func waitInGet(t *testing.T, n int) {
 			return
 		}
 		if got > n || time.Now().After(deadline) {
-			t.Fatalf("%d goroutines are in cache.(*Cache).Get, want %d", got, n)
+			t.Fatalf("%d goroutines have %s on their stack, want %d", got, frame, n)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
+}
+
+// waitInGet waits until n goroutines of this process are inside the
+// cache's Get, that is, n requests are waiting for a token fetch. The
+// cache offers no event for this, so the goroutine dump is polled; the
+// poll interval is only a wait for the condition, never a guess of how
+// long something takes.
+func waitInGet(t *testing.T, n int) {
+	t.Helper()
+	waitInFrame(t, "github.com/tokd/tokd/cache.(*Cache).Get(", n)
 }
 
 // hang is an emulator fault that holds token requests until released.

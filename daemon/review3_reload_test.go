@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -107,34 +106,13 @@ func TestReloadRevokesAnImportInProgress(t *testing.T) {
 	body, access := tokFile(t, time.Hour)
 	e.saw(access)
 
-	conn := dialAs(t, d.socket, otherUID)
-	defer conn.Close()
-	half := len(body) / 2
-	if _, err := fmt.Fprintf(conn, "POST /v1/token/imp/import HTTP/1.1\r\nHost: tokd\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body[:half]); err != nil {
-		t.Fatal(err)
-	}
-	// The request is authorised and its handler reads the body.
-	waitInFrame(t, "github.com/tokd/tokd/daemon.(*server).importToken(", 1)
-
-	e.writeConfig(importProfile("imp", "allowed_uids = [1000]"))
-	if got := d.reload(t); got != "reloaded" {
-		t.Fatalf("reload %s", got)
-	}
-	if _, err := conn.Write(body[half:]); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	answer, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusForbidden {
-		if resp.StatusCode == http.StatusOK {
-			answer = nil // it holds the token
+	status, answer := sendAcrossReload(t, e, d, "POST /v1/token/imp/import", body,
+		"github.com/tokd/tokd/daemon.(*server).importToken(", importProfile("imp", "allowed_uids = [1000]"))
+	if status != http.StatusForbidden {
+		if status == http.StatusOK {
+			answer = "" // it holds the token
 		}
-		t.Errorf("import as uid %d after the reload took its access: status %d (%s), want 403",
-			otherUID, resp.StatusCode, strings.TrimSpace(string(answer)))
+		t.Errorf("import as uid %d after the reload took its access: status %d (%s), want 403", otherUID, status, answer)
 	}
 	if tok, err := d.client.Token("imp"); err == nil {
 		e.saw(tok.AccessToken)
@@ -159,16 +137,31 @@ func TestReloadRevokesAGitEraseInProgress(t *testing.T) {
 	d := e.start()
 	tok := d.get(t, "ci").AccessToken
 
+	status, answer := sendAcrossReload(t, e, d, "POST /v1/git/refused?url=https://git.example.com/team/repo.git",
+		[]byte(`{"refused":"`+tok+`"}`), "github.com/tokd/tokd/daemon.(*server).gitForget(", ciProfile(e, "allowed_uids = [1000]"))
+	if status != http.StatusNotFound {
+		t.Errorf("git refusal as uid %d after the reload took its access: status %d (%s), want 404", otherUID, status, answer)
+	}
+	if got := d.get(t, "ci").AccessToken; got != tok {
+		t.Errorf("profile ci forgot its token for the erase of uid %d, which had lost its access", otherUID)
+	}
+}
+
+// sendAcrossReload sends request (method and target) with body as uid
+// otherUID, the body's second half only once the daemon, reloaded with
+// config while frame (the route's handler) waited for it, has finished
+// the reload; it returns the answer's status and body.
+func sendAcrossReload(t *testing.T, e *env, d *running, request string, body []byte, frame string, config ...string) (int, string) {
+	t.Helper()
 	conn := dialAs(t, d.socket, otherUID)
 	defer conn.Close()
-	body := []byte(`{"refused":"` + tok + `"}`)
 	half := len(body) / 2
-	if _, err := fmt.Fprintf(conn, "POST /v1/git/refused?url=https://git.example.com/team/repo.git HTTP/1.1\r\nHost: tokd\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body[:half]); err != nil {
+	if _, err := fmt.Fprintf(conn, "%s HTTP/1.1\r\nHost: tokd\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", request, len(body), body[:half]); err != nil {
 		t.Fatal(err)
 	}
-	waitInFrame(t, "github.com/tokd/tokd/daemon.(*server).gitForget(", 1)
-
-	e.writeConfig(ciProfile(e, "allowed_uids = [1000]"))
+	// The request is authorised and its handler reads the body.
+	waitInFrame(t, frame, 1)
+	e.writeConfig(config...)
 	if got := d.reload(t); got != "reloaded" {
 		t.Fatalf("reload %s", got)
 	}
@@ -181,13 +174,7 @@ func TestReloadRevokesAGitEraseInProgress(t *testing.T) {
 	}
 	answer, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusNotFound {
-		t.Errorf("git erase as uid %d after the reload took its access: status %d (%s), want 404",
-			otherUID, resp.StatusCode, strings.TrimSpace(string(answer)))
-	}
-	if got := d.get(t, "ci").AccessToken; got != tok {
-		t.Errorf("profile ci forgot its token for the erase of uid %d, which had lost its access", otherUID)
-	}
+	return resp.StatusCode, strings.TrimSpace(string(answer))
 }
 
 // ciProfile is profile ci with git and docker settings and extra lines.
@@ -244,33 +231,4 @@ func jsonField(body, key string) string {
 func waitInObtain(t *testing.T, n int) {
 	t.Helper()
 	waitInFrame(t, "github.com/tokd/tokd/cache.(*Cache).wait(", n)
-}
-
-// waitInFrame waits until n goroutines of this process have frame, a
-// function, on their stack. As waitInGet, it polls the goroutine dump for
-// the condition and never guesses a duration.
-func waitInFrame(t *testing.T, frame string, n int) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	buf := make([]byte, 1<<20)
-	for {
-		m := runtime.Stack(buf, true)
-		if m == len(buf) {
-			buf = make([]byte, 2*len(buf))
-			continue
-		}
-		got := 0
-		for _, g := range strings.Split(string(buf[:m]), "\n\n") {
-			if strings.Contains(g, frame) {
-				got++
-			}
-		}
-		if got == n {
-			return
-		}
-		if got > n || time.Now().After(deadline) {
-			t.Fatalf("%d goroutines have %s on their stack, want %d", got, frame, n)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
