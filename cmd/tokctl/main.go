@@ -94,6 +94,7 @@ commands:
   import PROFILE FILE               import a tokens<n>.tok file from the OCI Console
   exec [--env NAME] PROFILE -- COMMAND [ARGS...]
                                     run COMMAND with the token in $NAME (default TOKD_ACCESS_TOKEN)
+  help                              print this usage; so do -h and --help, before or after a command
 
 credential helpers (called by the tools, not by hand):
   git-credential get|store|erase    git: credential.helper = '' then '!tokctl git-credential'
