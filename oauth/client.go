@@ -146,6 +146,10 @@ func (c *Client) do(ctx context.Context, form url.Values) (*Token, error) {
 	}
 	req.Header.Set("User-Agent", ua)
 
+	// expires_in counts from when the server issued the token, between
+	// this moment and the answer's arrival: counting from here never
+	// makes a token look longer-lived than it is, however slow the answer.
+	sent := c.now()
 	resp, err := c.httpClient().Do(req)
 	if errors.Is(err, errRedirect) {
 		return nil, localError("token request", errRedirect)
@@ -176,7 +180,7 @@ func (c *Client) do(ctx context.Context, form url.Values) (*Token, error) {
 		// Some servers answer errors with 200; the body says what it is.
 		return nil, parseErrorResponse(resp.StatusCode, resp.Header, body, received, credentialHider(h, form))
 	}
-	tok, err := ParseTokenResponse(resp.StatusCode, body, received)
+	tok, err := ParseTokenResponse(resp.StatusCode, body, sent)
 	var oe *Error
 	if errors.As(err, &oe) && oe.Retryable {
 		oe.Description += " (" + contentType(resp.Header) + ")"
@@ -291,8 +295,10 @@ type tokenResponse struct {
 // domain's maximum is one year).
 const maxLifetime = 366 * 24 * time.Hour
 
-// ParseTokenResponse reads a 2xx token response received at now. The
-// expiry is absolute: now + expires_in, or the access token's JWT exp when
+// ParseTokenResponse reads a 2xx token response to a request sent at now
+// (Client counts from the request, not the answer, so that a slow answer
+// never lengthens the token's life). The expiry is absolute: now +
+// expires_in, or the access token's JWT exp when
 // expires_in is absent. A token_type other than Bearer (any case) is
 // refused.
 func ParseTokenResponse(status int, body []byte, now time.Time) (*Token, error) {

@@ -840,3 +840,34 @@ func TestProxyFromEnvironment(t *testing.T) {
 		})
 	}
 }
+
+// TestExpiryCountedFromTheRequest: expires_in counts from when the server
+// issued the token, somewhere between the request and its answer, so the
+// expiry is counted from the request: an answer that is slow to arrive
+// (a proxy, a loaded domain) must not make tokd believe the token lives
+// longer than it does, and serve it past its real end.
+func TestExpiryCountedFromTheRequest(t *testing.T) {
+	var mu sync.Mutex
+	now := t0
+	clock := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return now
+	}
+	rec := &recorder{reply: func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		now = now.Add(25 * time.Second) // the answer takes 25 s to come back
+		mu.Unlock()
+		jsonReply(200, `{"access_token":"at","token_type":"Bearer","expires_in":3600}`)(w, r)
+	}}
+	c := newTestClient(t, rec)
+	c.Now = clock
+	tok, err := c.ClientCredentials(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := t0.Add(time.Hour); !tok.Expiry.Equal(want) || !tok.IssuedAt.Equal(t0) {
+		t.Errorf("issued %v, expires %v; want %v and %v (counted from the request, not the answer 25 s later)",
+			tok.IssuedAt, tok.Expiry, t0, want)
+	}
+}
