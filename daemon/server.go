@@ -101,6 +101,8 @@ type server struct {
 	// (emptied) whenever the configuration changes; filled by
 	// servedProfile.
 	served atomic.Pointer[map[string]*servedProfile]
+	// denials limits the log lines of refused requests per uid.
+	denials denyLog
 }
 
 func newServer(tokens Tokens, cfg *config.Config, selfUID uint32, now func() time.Time, log *slog.Logger, m *metrics) *server {
@@ -248,12 +250,16 @@ func (s *server) authorised(h func(w http.ResponseWriter, r *http.Request, profi
 // it exists, so that the caller learns neither; root and the daemon's
 // user, who may use every profile, are told it does not exist (404).
 // counted says whether the refusal counts in tokd_token_requests_total.
+// A uid's refusals are logged once a minute at most (denyLog).
 func (s *server) deny(w http.ResponseWriter, cred *PeerCred, profile string, counted bool) {
 	status, msg := http.StatusForbidden, fmt.Sprintf("profile %q: no such profile, or uid %d may not use it", profile, cred.UID)
 	if _, exists := (*s.policy.Load())[profile]; !exists && s.privileged(cred) {
 		status, msg = http.StatusNotFound, fmt.Sprintf("no profile %q", profile)
 	} else {
-		s.log.Info("request denied", "profile", profile, "uid", cred.UID, "gid", cred.GID, "pid", cred.PID)
+		if ok, suppressed := s.denials.admit(cred.UID, s.now()); ok {
+			s.log.Info("request denied", "profile", profile, "uid", cred.UID, "gid", cred.GID, "pid", cred.PID,
+				"not_logged_since", suppressed)
+		}
 	}
 	if counted {
 		s.metrics.tokenRequest(profile, statusResult(status))
