@@ -373,8 +373,7 @@ func (c *Cache) Restore(recs []Record) {
 			IssuedAt:     rec.IssuedAt,
 			Expiry:       rec.Expiry,
 		}
-		l := t.Expiry.Sub(issuedAt(t, now))
-		if now.Before(t.Expiry.Add(-c.policy.serveMargin(l))) {
+		if now.Before(c.policy.serveUntil(t, now)) {
 			c.installLocked(e, t, now, false)
 			restored++
 			continue
@@ -722,8 +721,13 @@ func (c *Cache) fetch(ctx context.Context, e *entry, cl *call, name, trigger str
 		switch {
 		case tok == nil || tok.AccessToken == "":
 			err = errors.New("the fetcher returned no access token")
-		case !tok.Valid(now):
+		case !now.Round(0).Before(tok.Expiry.Round(0)):
 			err = fmt.Errorf("the fetcher returned a token that expired at %s", tok.Expiry.UTC().Format(time.RFC3339))
+		case !now.Before(c.policy.serveUntil(tok, now)):
+			// Get would not serve it: its waiters must not get it either,
+			// and a failure's backoff keeps the next Gets from asking
+			// again at once.
+			err = fmt.Errorf("the fetcher returned a token that expires at %s, too soon to serve", tok.Expiry.UTC().Format(time.RFC3339))
 		}
 	}
 
@@ -818,10 +822,9 @@ func (c *Cache) installLocked(e *entry, t *token.Token, now time.Time, fetched b
 	if t.IssuedAt.IsZero() {
 		t.IssuedAt = issued
 	}
-	l := t.Expiry.Sub(issued)
 	e.tok = t
 	e.refreshToken = t.RefreshToken
-	e.serveUntil = t.Expiry.Add(-c.policy.serveMargin(l))
+	e.serveUntil = c.policy.serveUntil(t, issued)
 	e.refreshAt = c.policy.refreshTime(issued, t.Expiry, c.rand())
 	if fetched {
 		e.lastRefresh = now

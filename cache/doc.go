@@ -48,7 +48,9 @@
 // until min(ExpirySkew, L/10) before its expiry (ExpirySkew 10s), to allow
 // for clock skew with the resource server; that is never later than the
 // refresh margin, so a healthy refresh always lands while the token is
-// served.
+// served. A fetched token that arrives past that point (a slow answer, a
+// clock step during the request) is a failed attempt: no caller gets it,
+// and the backoff below spaces the next attempts.
 //
 // Only the scheduler obeys MinRefreshInterval. A Get that finds no valid
 // token fetches at once, so fetches on demand are bounded by one per token

@@ -3,6 +3,7 @@ package cache_test
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -71,4 +72,63 @@ func TestExpiryIsJudgedByTheWallClock(t *testing.T) {
 			t.Errorf("%s %v carries a monotonic clock reading", what, v)
 		}
 	}
+}
+
+// lateFetcher answers as a token endpoint does whose answer arrives late
+// in the token's life: the token was issued (the request sent) age ago and
+// lives lifetime from then.
+type lateFetcher struct {
+	h             *harness
+	age, lifetime time.Duration
+}
+
+func (f lateFetcher) Fetch(context.Context, string) (*oauth.Token, error) {
+	issued := f.h.clk.Now().Add(-f.age)
+	return &oauth.Token{AccessToken: secretMark + "late", TokenType: "Bearer", IssuedAt: issued, Expiry: issued.Add(f.lifetime)}, nil
+}
+
+// TestGetNeverReturnsATokenPastItsServingMargin: a fetch whose token
+// arrives within its serving margin (a 60s token whose answer took 55s:
+// 5s left, the margin is 6s) is not handed to the callers waiting for it,
+// as Held and the next Get would not serve it either; and it counts as a
+// failure, so that the next Gets wait for the backoff instead of each
+// sending another token request.
+func TestGetNeverReturnsATokenPastItsServingMargin(t *testing.T) {
+	h := newHarness(t)
+	f := &countingFetcher{f: lateFetcher{h: h, age: 55 * time.Second, lifetime: time.Minute}}
+	h.c.SetProfiles([]cache.Profile{{Name: "ci", Fingerprint: "fp", Fetcher: f, CanFetch: true}})
+	for i := range 5 {
+		tok, err := h.c.Get(context.Background(), "ci")
+		if err == nil {
+			if _, held := h.c.Held("ci"); !held {
+				t.Fatalf("Get %d returned a token expiring at %v (now %v) that the cache does not serve", i, tok.Expiry, h.clk.Now())
+			}
+		}
+	}
+	if n := f.numCalls(); n != 1 {
+		t.Errorf("5 Gets made %d token requests, want 1 and a backoff", n)
+	}
+	if s := h.status("ci"); s.State != cache.StateFailing || !strings.Contains(s.LastError, "too soon to serve") {
+		t.Errorf("status = %+v, want failing with the token's expiry", s)
+	}
+}
+
+// countingFetcher counts the calls to f.
+type countingFetcher struct {
+	f     cache.Fetcher
+	mu    sync.Mutex
+	calls int
+}
+
+func (c *countingFetcher) Fetch(ctx context.Context, rt string) (*oauth.Token, error) {
+	c.mu.Lock()
+	c.calls++
+	c.mu.Unlock()
+	return c.f.Fetch(ctx, rt)
+}
+
+func (c *countingFetcher) numCalls() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.calls
 }

@@ -82,10 +82,20 @@ func (p policy) refreshMargin(l time.Duration) time.Duration {
 }
 
 // serveMargin returns how long before expiry a token of lifetime l stops
-// being served: min(expirySkew, l/10). It never exceeds refreshMargin, so a
-// healthy refresh always happens while the token is still served.
+// being served: min(expirySkew, l/10), and never less than zero. It never
+// exceeds refreshMargin, so a healthy refresh always happens while the
+// token is still served.
 func (p policy) serveMargin(l time.Duration) time.Duration {
-	return min(p.expirySkew, l/10)
+	return max(min(p.expirySkew, l/10), 0)
+}
+
+// serveUntil returns the wall time before which t, received at received,
+// is served: its expiry less serveMargin of its lifetime. Any monotonic
+// clock reading is dropped (see installLocked), so that a comparison with
+// a time.Now reading is made in wall time.
+func (p policy) serveUntil(t *token.Token, received time.Time) time.Time {
+	wall := token.Token{IssuedAt: t.IssuedAt.Round(0), Expiry: t.Expiry.Round(0)}
+	return wall.Expiry.Add(-p.serveMargin(wall.Expiry.Sub(issuedAt(&wall, received.Round(0)))))
 }
 
 // refreshTime returns when a token living from issued to expiry should be
