@@ -523,7 +523,8 @@ func (c *Cache) forget(name string, match func(*entry) bool) (bool, error) {
 }
 
 // Import makes tok the profile's token, for profiles whose tokens come from
-// elsewhere (the console's token file). tok must be valid now. A fetch in
+// elsewhere (the console's token file). tok must be one Get serves now:
+// valid, and not within its serving margin. A fetch in
 // flight is discarded; the backoff of earlier failures is reset, except a
 // server's Retry-After. The token is persisted like a fetched one.
 func (c *Cache) Import(name string, tok *token.Token) error {
@@ -541,6 +542,10 @@ func (c *Cache) Import(name string, tok *token.Token) error {
 	if !tok.Valid(now) {
 		c.mu.Unlock()
 		return fmt.Errorf("profile %s: import: the token expired at %s", name, tok.Expiry.UTC().Format(time.RFC3339))
+	}
+	if !now.Before(c.policy.serveUntil(tok, now)) {
+		c.mu.Unlock()
+		return fmt.Errorf("profile %s: import: the token expires at %s, too soon to serve", name, tok.Expiry.UTC().Format(time.RFC3339))
 	}
 	c.dropTokenLocked(e)
 	t := c.installLocked(e, tok, now, false)

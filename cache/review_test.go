@@ -132,3 +132,26 @@ func (c *countingFetcher) numCalls() int {
 	defer c.mu.Unlock()
 	return c.calls
 }
+
+// TestImportRefusesATokenItWouldNotServe: Import refuses a token that is
+// valid but already within its serving margin (here 5s left of an hour,
+// margin 10s), as it refuses an expired one, instead of dropping the
+// token held for one that no Get would ever serve.
+func TestImportRefusesATokenItWouldNotServe(t *testing.T) {
+	h := newHarness(t)
+	f := newFetcher(h.clk, "ci", time.Hour)
+	h.c.SetProfiles([]cache.Profile{f.profile("fp")})
+	h.run()
+	held := h.mustGet("ci")
+	late := &oauth.Token{AccessToken: secretMark + "late", TokenType: "Bearer",
+		IssuedAt: t0.Add(-time.Hour + 5*time.Second), Expiry: t0.Add(5 * time.Second)}
+	if err := h.c.Import("ci", late); err == nil || !strings.Contains(err.Error(), "too soon to serve") {
+		t.Errorf("Import of a token 5s from its expiry = %v, want an error", err)
+	}
+	if tok, ok := h.c.Held("ci"); !ok || tok.AccessToken != held.AccessToken {
+		t.Errorf("after the refused import Held = %v, %v; want the token held before", tok, ok)
+	}
+	if rec, _ := h.store.record("ci"); rec.AccessToken != held.AccessToken {
+		t.Error("the refused token was stored")
+	}
+}
