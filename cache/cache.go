@@ -390,12 +390,14 @@ func (c *Cache) Restore(recs []Record) {
 // Get returns a valid token of the profile. It serves the held token when
 // there is one; otherwise it waits for the fetch in flight or starts one,
 // unless the backoff of a recent failure forbids it, in which case it
-// returns a *RefreshError at once. ctx bounds only this caller's wait: the
-// fetch goes on for the others. The token is the caller's copy and never
-// carries the refresh token.
+// returns a *RefreshError at once, or the server's Retry-After does (after
+// an Import reset the backoff), in which case it returns an error naming
+// it. ctx bounds only this caller's wait: the fetch goes on for the
+// others. The token is the caller's copy and never carries the refresh
+// token.
 //
 // Get returns an error matching ErrUnknownProfile, ErrNoToken or ErrClosed,
-// a *RefreshError, or ctx's error.
+// a *RefreshError, the Retry-After error above, or ctx's error.
 func (c *Cache) Get(ctx context.Context, name string) (*token.Token, error) {
 	return c.obtain(ctx, name, false)
 }
@@ -670,7 +672,7 @@ func (e *entry) fetchable() bool {
 
 // checkFetchLocked returns why a fetch for e must not start now, or nil.
 // forced (Refresh) ignores the cache's own backoff but not the server's
-// Retry-After.
+// Retry-After, which nothing ignores.
 func (c *Cache) checkFetchLocked(e *entry, now time.Time, forced bool) error {
 	name := e.profile.Name
 	switch {
@@ -681,15 +683,21 @@ func (c *Cache) checkFetchLocked(e *entry, now time.Time, forced bool) error {
 			name, ErrNoToken, e.tok.Expiry.UTC().Format(time.RFC3339), name)
 	case !e.fetchable():
 		return fmt.Errorf("profile %s: %w: nothing imported yet: import a token file with `tokctl import %s FILE`", name, ErrNoToken, name)
-	case forced && now.Before(e.retryAfterUntil):
-		err := fmt.Errorf("profile %s: refresh not attempted: the token endpoint asked to wait until %s",
-			name, e.retryAfterUntil.UTC().Format(time.RFC3339))
+	case !forced && now.Before(e.notBefore) && e.lastErr != nil:
+		return &RefreshError{Profile: name, Err: e.lastErr, At: e.lastErrAt, RetryAt: e.notBefore}
+	case now.Before(e.retryAfterUntil):
+		// Refresh, or a Get after an Import reset the backoff but not
+		// the server's Retry-After.
+		what := "refresh not attempted"
+		if !forced {
+			what = "no valid token, and no token request"
+		}
+		err := fmt.Errorf("profile %s: %s: the token endpoint asked to wait until %s",
+			name, what, e.retryAfterUntil.UTC().Format(time.RFC3339))
 		if e.lastErr != nil {
 			err = fmt.Errorf("%w: %w", err, e.lastErr)
 		}
 		return err
-	case !forced && now.Before(e.notBefore) && e.lastErr != nil:
-		return &RefreshError{Profile: name, Err: e.lastErr, At: e.lastErrAt, RetryAt: e.notBefore}
 	}
 	return nil
 }

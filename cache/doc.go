@@ -125,7 +125,8 @@
 // a *RefreshError at once while the backoff lasts, and otherwise makes one
 // attempt itself, shared by every concurrent caller. So callers never
 // drive the token endpoint faster than the backoff does. Refresh (tokctl
-// refresh) overrides the backoff but not a Retry-After. Falling back from a
+// refresh) overrides the backoff but not a Retry-After, which holds for
+// Get too after an Import has reset the backoff. Falling back from a
 // rejected refresh token to a new assertion is the Fetcher's job.
 //
 // # Start jitter

@@ -155,3 +155,38 @@ func TestImportRefusesATokenItWouldNotServe(t *testing.T) {
 		t.Error("the refused token was stored")
 	}
 }
+
+// TestGetHonoursRetryAfterAfterImport: Import resets the backoff but not a
+// server's Retry-After (package comment), and the scheduler waits for it.
+// A Get after the imported token lapsed must wait for it too, instead of
+// sending the token request the server asked not to receive.
+func TestGetHonoursRetryAfterAfterImport(t *testing.T) {
+	h := newHarness(t)
+	f := newFetcher(h.clk, "ci", time.Hour)
+	h.c.SetProfiles([]cache.Profile{f.profile("fp")})
+	f.setFail(failAlways(&oauth.Error{StatusCode: 429, Retryable: true, RetryAfter: 10 * time.Minute}))
+	if _, err := h.c.Get(context.Background(), "ci"); err == nil {
+		t.Fatal("Get succeeded; want the 429")
+	}
+	imported := &oauth.Token{AccessToken: secretMark + "imported", TokenType: "Bearer", Expiry: t0.Add(2 * time.Minute)}
+	if err := h.c.Import("ci", imported); err != nil {
+		t.Fatal(err)
+	}
+	f.setFail(nil)
+	h.run()
+	h.advance(3 * time.Minute)
+	if _, err := h.c.Get(context.Background(), "ci"); err == nil || !strings.Contains(err.Error(), "asked to wait until 2026-11-25T12:10:00Z") {
+		t.Errorf("Get at +3m = %v, want an error naming the Retry-After", err)
+	}
+	if _, err := h.c.Refresh(context.Background(), "ci"); err == nil || !strings.Contains(err.Error(), "asked to wait") {
+		t.Errorf("Refresh at +3m = %v, want an error naming the Retry-After", err)
+	}
+	if n := f.numCalls(); n != 1 {
+		t.Errorf("token requests before the Retry-After = %d, want 1", n)
+	}
+	h.advance(8 * time.Minute)
+	if n := f.numCalls(); n != 2 {
+		t.Errorf("token requests at the Retry-After = %d, want 2 (the scheduler's)", n)
+	}
+	h.mustGet("ci")
+}
