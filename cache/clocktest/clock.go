@@ -13,8 +13,9 @@ import (
 // Clock is a fake cache.Clock. Its time starts where New puts it and moves
 // only in Advance and AdvanceTo, which run the functions of the timers that
 // fall due, in deadline order, on the caller's goroutine, with Now reading
-// each timer's deadline while its function runs. Its methods are safe for
-// concurrent use.
+// each timer's deadline while its function runs, and in Step, which sets
+// the reading as a wall clock is set, without time passing. Its methods
+// are safe for concurrent use.
 //
 // Pending timers are kept in a min-heap ordered by deadline, then by the
 // order they were armed, so that arming, stopping and firing a timer cost
@@ -75,6 +76,19 @@ func (c *Clock) AdvanceTo(t time.Time) {
 		}
 		c.mu.Unlock()
 		next.f()
+	}
+}
+
+// Step moves the reading by d, forward or back, as NTP or an operator
+// steps a wall clock: no time passes, so no timer runs, and every pending
+// timer keeps the time it has left to wait (its deadline moves by d too),
+// as Go's timers run on the monotonic clock.
+func (c *Clock) Step(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	for _, t := range c.timers {
+		t.when = t.when.Add(d)
 	}
 }
 

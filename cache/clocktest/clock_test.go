@@ -138,3 +138,34 @@ func TestManyTimersRunInOrder(t *testing.T) {
 		t.Errorf("Pending after stopping every timer = %d, want 0", n)
 	}
 }
+
+func TestStepKeepsTheTimeLeft(t *testing.T) {
+	c := New(start)
+	var got []string
+	at := func(name string) func() {
+		return func() { got = append(got, name+"@"+c.Now().Sub(start).String()) }
+	}
+	c.AfterFunc(time.Hour, at("a"))
+	c.AfterFunc(2*time.Hour, at("b"))
+	c.Step(-90 * time.Minute) // no timer runs, none moves closer
+	if len(got) != 0 {
+		t.Fatalf("Step ran timers: %v", got)
+	}
+	if now := c.Now(); !now.Equal(start.Add(-90 * time.Minute)) {
+		t.Fatalf("Now after stepping back 90m = %v, want start-90m", now)
+	}
+	c.Advance(59 * time.Minute)
+	if len(got) != 0 {
+		t.Fatalf("a timer ran before its time had passed: %v", got)
+	}
+	c.Step(3 * time.Hour) // forward past both deadlines: still none runs
+	if len(got) != 0 {
+		t.Fatalf("a step forward ran timers: %v", got)
+	}
+	c.Advance(time.Minute)
+	c.Advance(time.Hour)
+	want := []string{"a@2h30m0s", "b@3h30m0s"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("timers run (-want +got):\n%s", diff)
+	}
+}
