@@ -1006,8 +1006,22 @@ func (c *Cache) onTimer(e *entry, seq uint64) {
 	if c.entries[e.profile.Name] != e || e.timerSeq != seq || e.timer == nil {
 		return
 	}
+	now := c.clock.Now()
+	if back := e.timerAt.Sub(now); back > 0 {
+		// The timer waited its whole duration, yet the clock reads
+		// earlier than the time it was armed for: the clock stepped back
+		// by back. The backoff, the Retry-After and the start jitter are
+		// durations, and they have passed: move them back with the clock.
+		// The refresh time stays, a wall time derived from the token's
+		// expiry, and the timer is armed anew for it.
+		for _, at := range []*time.Time{&e.notBefore, &e.retryAfterUntil, &e.startAt} {
+			if !at.IsZero() {
+				*at = at.Add(-back)
+			}
+		}
+	}
 	e.timer, e.timerAt = nil, time.Time{}
-	c.scheduleLocked(e, c.clock.Now())
+	c.scheduleLocked(e, now)
 }
 
 func (c *Cache) stopTimerLocked(e *entry) {

@@ -179,6 +179,9 @@
 // # Time
 //
 // All times come from Options.Clock, so tests drive the scheduler with
-// clocktest.Clock and never sleep. Options.FetchTimeout (1 min) bounds each
+// clocktest.Clock and never sleep. A token's expiry and refresh time are
+// wall times; the backoff, a Retry-After and the start jitter are
+// durations, run out by the timers, so a clock stepped back during one
+// does not lengthen it. Options.FetchTimeout (1 min) bounds each
 // Fetch in real time.
 package cache

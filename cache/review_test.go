@@ -190,3 +190,44 @@ func TestGetHonoursRetryAfterAfterImport(t *testing.T) {
 	}
 	h.mustGet("ci")
 }
+
+// TestClockStepBackKeepsWaitsShort: a backoff, a server's Retry-After and
+// a start jitter are durations. When the wall clock steps back an hour
+// during one, the attempt still comes once that duration has passed, not
+// an hour later: before, the profile waited the step out, with Get
+// refusing to fetch all along.
+func TestClockStepBackKeepsWaitsShort(t *testing.T) {
+	tests := []struct {
+		name string
+		opts []harnessOption
+		err  error // the first fetch's error, nil: none
+		wait time.Duration
+	}{
+		{"backoff", nil, errUnavailable, time.Second},
+		{"Retry-After", nil, &oauth.Error{StatusCode: 503, Retryable: true, RetryAfter: time.Minute}, time.Minute},
+		{"start jitter", []harnessOption{withStartJitter(time.Minute)}, nil, time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, tt.opts...)
+			f := newFetcher(h.clk, "ci", time.Hour)
+			h.c.SetProfiles([]cache.Profile{f.profile("fp")})
+			if tt.err != nil {
+				f.setFail(func(n int) error {
+					if n == 1 {
+						return tt.err
+					}
+					return nil
+				})
+			}
+			h.run()
+			calls := f.numCalls()
+			h.clk.Step(-time.Hour)
+			h.advance(tt.wait)
+			if n := f.numCalls(); n != calls+1 {
+				t.Fatalf("token requests in the %v after the step back = %d, want 1; status %+v", tt.wait, n-calls, h.status("ci"))
+			}
+			h.mustGet("ci")
+		})
+	}
+}
