@@ -2,6 +2,7 @@ package cache
 
 import (
 	"errors"
+	"math"
 	"time"
 
 	"github.com/tokd/tokd/token"
@@ -139,7 +140,7 @@ func (p policy) retryDelay(failures int, err error, r float64, served time.Durat
 	var d time.Duration
 	switch {
 	case !retryable(err):
-		d = p.permanentRetry + time.Duration(r*float64(p.permanentRetry/10))
+		d = addDurations(p.permanentRetry, time.Duration(r*float64(p.permanentRetry/10)))
 	case p.fleetCeiling > 0 && rateLimited(err):
 		w := min(p.fleetCeiling/2, max(p.rateLimitBackoff, served/4))
 		d = max(time.Duration(r*float64(w)), minRetryDelay)
@@ -153,12 +154,11 @@ func (p policy) retryDelay(failures int, err error, r float64, served time.Durat
 			ceiling = p.fleetCeiling
 		}
 		reached := true
-		if failures < 1 {
-			failures = 1
-		}
-		if failures <= 32 {
-			c := base << (failures - 1)
-			if c > 0 && c < ceiling && (p.fleetCeiling == 0 || c < p.rateLimitBackoff) {
+		// base·2^n stays below the ceiling, computed without overflowing:
+		// a wrapped product could read as a delay of a few milliseconds.
+		if n := max(failures, 1) - 1; n < 63 && base <= (ceiling-1)>>n {
+			c := base << n
+			if p.fleetCeiling == 0 || c < p.rateLimitBackoff {
 				ceiling, reached = c, false
 			}
 		}
@@ -220,6 +220,15 @@ func retryAfter(err error) time.Duration {
 		return re.RetryDelay()
 	}
 	return 0
+}
+
+// addDurations returns a+b for non-negative a and b, or the longest
+// Duration when the sum overflows.
+func addDurations(a, b time.Duration) time.Duration {
+	if b > math.MaxInt64-a {
+		return math.MaxInt64
+	}
+	return a + b
 }
 
 // latest returns the latest of ts.

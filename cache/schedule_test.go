@@ -266,3 +266,39 @@ func TestRetryDelayFleetCeiling(t *testing.T) {
 		})
 	}
 }
+
+// TestRetryDelayNeverWraps: retryDelay's doubling and the permanent
+// retry's jitter never overflow a time.Duration, whatever the Options: a
+// wrapped product read as a delay of a few milliseconds (or a negative
+// one) and turned the longest waits into the shortest.
+func TestRetryDelayNeverWraps(t *testing.T) {
+	const forever = time.Duration(1<<63 - 1)
+	unavailable := &oauth.Error{StatusCode: 503, Retryable: true}
+	invalidGrant := &oauth.Error{StatusCode: 400, Code: oauth.CodeInvalidGrant}
+	for _, o := range []Options{
+		{},
+		{BaseBackoff: 1<<40 + 1, MaxBackoff: forever}, // (2^40+1)<<24 wraps to 16ms
+		{BaseBackoff: 3, MaxBackoff: forever},
+		{BaseBackoff: time.Hour, MaxBackoff: forever},
+		{BaseBackoff: 1<<62 + 1, MaxBackoff: forever},
+	} {
+		p := newPolicy(o)
+		prev := time.Duration(0)
+		for failures := 1; failures <= 100; failures++ {
+			d := p.retryDelay(failures, unavailable, almostOne, 0)
+			if d < prev || d > p.maxBackoff {
+				t.Fatalf("BaseBackoff %v, MaxBackoff %v: failure %d waits up to %v, failure %d up to %v",
+					o.BaseBackoff, o.MaxBackoff, failures-1, prev, failures, d)
+			}
+			prev = d
+		}
+	}
+	for _, retry := range []time.Duration{time.Hour, forever / 2, forever} {
+		p := newPolicy(Options{PermanentRetry: retry})
+		for _, r := range []float64{0, 0.5, almostOne} {
+			if d := p.retryDelay(1, invalidGrant, r, 0); d < retry {
+				t.Errorf("PermanentRetry %v, draw %v: delay %v, want at least PermanentRetry", retry, r, d)
+			}
+		}
+	}
+}
