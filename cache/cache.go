@@ -202,7 +202,7 @@ type entry struct {
 	gen uint64
 
 	tok          *token.Token // held token, RefreshToken included; nil when none
-	refreshToken string       // used by the next fetch; may outlive tok (restored expired record)
+	refreshToken string       // used by the next fetch; may outlive tok (restored expired record) or replace its (a refused late token's)
 	serveUntil   time.Time    // tok is served before this time
 	refreshAt    time.Time    // when tok is due for refresh (jitter drawn once per token)
 	lastRefresh  time.Time    // when this process last fetched a token
@@ -730,7 +730,12 @@ func (c *Cache) fetch(ctx context.Context, e *entry, cl *call, name, trigger str
 	start := c.clock.Now()
 	tok, err := f.Fetch(ctx, refreshToken)
 	now := c.clock.Now()
+	// refused is a token the server issued but that arrived too late to
+	// serve; its refresh token, which may be the only one that still
+	// works, is kept for the next attempt.
+	var refused *token.Token
 	if err == nil {
+		refused = tok
 		switch {
 		case tok == nil || tok.AccessToken == "":
 			err = errors.New("the fetcher returned no access token")
@@ -741,6 +746,8 @@ func (c *Cache) fetch(ctx context.Context, e *entry, cl *call, name, trigger str
 			// and a failure's backoff keeps the next Gets from asking
 			// again at once.
 			err = fmt.Errorf("the fetcher returned a token that expires at %s, too soon to serve", tok.Expiry.UTC().Format(time.RFC3339))
+		default:
+			refused = nil
 		}
 	}
 
@@ -758,6 +765,9 @@ func (c *Cache) fetch(ctx context.Context, e *entry, cl *call, name, trigger str
 		e.failures++
 		e.lastErr, e.lastErrAt = err, now
 		e.startAt = time.Time{}
+		if refused != nil && refused.RefreshToken != "" {
+			e.refreshToken = refused.RefreshToken
+		}
 		var served time.Duration
 		if e.serves(now) {
 			served = e.serveUntil.Sub(now)

@@ -2,10 +2,13 @@ package cache_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/tokd/tokd/cache"
 	"github.com/tokd/tokd/oauth"
@@ -229,5 +232,53 @@ func TestClockStepBackKeepsWaitsShort(t *testing.T) {
 			}
 			h.mustGet("ci")
 		})
+	}
+}
+
+// fetcherFunc is a Fetcher made of a function.
+type fetcherFunc func(ctx context.Context, refreshToken string) (*oauth.Token, error)
+
+func (f fetcherFunc) Fetch(ctx context.Context, refreshToken string) (*oauth.Token, error) {
+	return f(ctx, refreshToken)
+}
+
+// TestRefusedLateTokenKeepsItsRefreshToken: a token that arrives too late
+// to serve is refused, but the server has issued it, and with it, when it
+// rotates refresh tokens, the only refresh token that still works. The
+// next attempt uses that one: an import-only profile would otherwise be
+// left with a spent refresh token and no way to fetch.
+func TestRefusedLateTokenKeepsItsRefreshToken(t *testing.T) {
+	h := newHarness(t)
+	var mu sync.Mutex
+	var used []string
+	f := fetcherFunc(func(_ context.Context, rt string) (*oauth.Token, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		used = append(used, rt)
+		now := h.clk.Now()
+		tok := &oauth.Token{AccessToken: fmt.Sprintf("%saccess-%d", secretMark, len(used)), TokenType: "Bearer",
+			RefreshToken: fmt.Sprintf("%srefresh-%d", secretMark, len(used)), IssuedAt: now, Expiry: now.Add(time.Hour)}
+		if len(used) == 1 { // a 60s token whose answer took 55s
+			tok.IssuedAt, tok.Expiry = now.Add(-55*time.Second), now.Add(5*time.Second)
+		}
+		return tok, nil
+	})
+	h.c.SetProfiles([]cache.Profile{{Name: "console", Fingerprint: "fp", Fetcher: f}})
+	imported := &oauth.Token{AccessToken: secretMark + "imported", TokenType: "Bearer",
+		RefreshToken: secretMark + "imported-refresh", IssuedAt: t0.Add(-50 * time.Minute), Expiry: t0.Add(10 * time.Minute)}
+	if err := h.c.Import("console", imported); err != nil {
+		t.Fatal(err)
+	}
+	h.run()                // the imported token is due: the refresh arrives too late
+	h.advance(time.Minute) // the retry
+	mu.Lock()
+	got := append([]string(nil), used...)
+	mu.Unlock()
+	want := []string{secretMark + "imported-refresh", secretMark + "refresh-1"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("refresh tokens passed to the fetcher (-want +got):\n%s", diff)
+	}
+	if tok := h.mustGet("console"); tok.AccessToken != secretMark+"access-2" {
+		t.Errorf("Get = %s, want the retry's token", tok.AccessToken)
 	}
 }
