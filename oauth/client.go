@@ -349,6 +349,12 @@ func ParseTokenResponse(status int, body []byte, now time.Time) (*Token, error) 
 		return nil, &Error{StatusCode: status,
 			Description: "token response has no expires_in and the access token carries no readable exp: " + err.Error()}
 	}
+	// The same floor as expires_in's: a token that lives under a second
+	// would be fetched again by every caller.
+	if exp.Sub(now) < time.Second {
+		return nil, &Error{StatusCode: status,
+			Description: fmt.Sprintf("token response has no expires_in and the access token's exp is less than 1s after the request (%s)", exp.UTC().Format(time.RFC3339))}
+	}
 	tok.Expiry = exp
 	return tok, nil
 }

@@ -337,6 +337,8 @@ func TestAssertionAuthForm(t *testing.T) {
 func TestParseTokenResponse(t *testing.T) {
 	exp := t0.Add(20 * time.Minute).Truncate(time.Second)
 	jwtTok := signedJWT(t, jwt.MapClaims{"exp": exp.Unix(), "sub": "x"})
+	jwtAtOnce := signedJWT(t, jwt.MapClaims{"exp": t0.Unix(), "sub": "x"})
+	jwtPast := signedJWT(t, jwt.MapClaims{"exp": t0.Add(-time.Hour).Unix(), "sub": "x"})
 	tests := []struct {
 		name      string
 		body      string
@@ -377,6 +379,9 @@ func TestParseTokenResponse(t *testing.T) {
 		{name: "refresh token with a line break", body: `{"access_token":"a","expires_in":60,"refresh_token":"r\r\nx"}`, wantErr: "refresh_token", retryable: true},
 		{name: "non-string token_type", body: `{"access_token":"a","token_type":1,"expires_in":60}`, wantErr: "unreadable token response", retryable: true},
 		{name: "opaque token without expires_in", body: `{"access_token":"opaque"}`, wantErr: "no expires_in"},
+		// The JWT's exp obeys expires_in's bounds: at least 1 s ahead.
+		{name: "JWT expiring as it arrives", body: fmt.Sprintf(`{"access_token":%q}`, jwtAtOnce), wantErr: "exp is less than 1s"},
+		{name: "JWT already expired", body: fmt.Sprintf(`{"access_token":%q}`, jwtPast), wantErr: "exp is less than 1s"},
 		{name: "negative expires_in", body: `{"access_token":"a","expires_in":-5}`, wantErr: "out of range"},
 		{name: "expires_in not a number", body: `{"access_token":"a","expires_in":"soon"}`, wantErr: "not a number"},
 		{name: "no access_token", body: `{"token_type":"Bearer","expires_in":60}`, wantErr: "without access_token", retryable: true},
