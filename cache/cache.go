@@ -678,6 +678,10 @@ func (c *Cache) checkFetchLocked(e *entry, now time.Time, forced bool) error {
 	switch {
 	case c.closed:
 		return fmt.Errorf("profile %s: %w", name, ErrClosed)
+	case !e.fetchable() && e.serves(now):
+		// Only Refresh gets here: Get serves the token.
+		return fmt.Errorf("profile %s: %w: the imported token, served until %s, cannot be refreshed without a refresh token: import a new token file with `tokctl import %s FILE`",
+			name, ErrNoToken, e.serveUntil.UTC().Format(time.RFC3339), name)
 	case !e.fetchable() && e.tok != nil:
 		return fmt.Errorf("profile %s: %w: the token expired at %s and the profile cannot fetch one: import a new token file with `tokctl import %s FILE`",
 			name, ErrNoToken, e.tok.Expiry.UTC().Format(time.RFC3339), name)

@@ -737,8 +737,13 @@ func TestImport(t *testing.T) {
 		if s := h.status("console"); !s.NextRefresh.IsZero() || s.State != cache.StateValid {
 			t.Errorf("status = %+v, want valid with no refresh planned", s)
 		}
+		// Refresh cannot renew it, and says so without calling it expired.
+		_, err := h.c.Refresh(context.Background(), "console")
+		if !errors.Is(err, cache.ErrNoToken) || strings.Contains(err.Error(), "expired") || !strings.Contains(err.Error(), "served until") {
+			t.Errorf("Refresh of a valid imported token without a refresh token = %v, want ErrNoToken saying it is served until its margin", err)
+		}
 		h.advance(2 * time.Hour)
-		_, err := h.c.Get(context.Background(), "console")
+		_, err = h.c.Get(context.Background(), "console")
 		if !errors.Is(err, cache.ErrNoToken) || !strings.Contains(err.Error(), "expired at 2026-11-25T13:00:00Z") {
 			t.Errorf("Get after expiry = %v, want ErrNoToken naming the expiry", err)
 		}
