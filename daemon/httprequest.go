@@ -346,19 +346,7 @@ func lowerASCII(c byte) byte {
 
 // tokenChars marks the bytes of an RFC 9110 token (tchar): methods and
 // field names.
-var tokenChars = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
+var tokenChars = alnumAnd("!#$%&'*+-.^_`|~")
 
 func validToken(b []byte) bool {
 	for _, c := range b {
@@ -373,7 +361,11 @@ func validToken(b []byte) bool {
 // (golang.org/x/net/http/httpguts.ValidHostHeader): unreserved and
 // sub-delims, percent-encoding, and the brackets and colon of IP literals
 // and ports.
-var hostChars = func() (t [256]bool) {
+var hostChars = alnumAnd("-._~!$&'()*+,;=%:[]")
+
+// alnumAnd returns the table marking ASCII letters, digits and the bytes
+// of extra.
+func alnumAnd(extra string) (t [256]bool) {
 	for c := '0'; c <= '9'; c++ {
 		t[c] = true
 	}
@@ -381,11 +373,11 @@ var hostChars = func() (t [256]bool) {
 		t[c] = true
 		t[c-'a'+'A'] = true
 	}
-	for _, c := range "-._~!$&'()*+,;=%:[]" {
-		t[c] = true
+	for i := range len(extra) {
+		t[extra[i]] = true
 	}
 	return t
-}()
+}
 
 func validHost(b []byte) bool {
 	for _, c := range b {
