@@ -37,7 +37,7 @@ func (s *server) gitProfile(cred *PeerCred, requestURL string) (*config.GitMatch
 	}
 	switch {
 	case len(matches) == 0:
-		return nil, http.StatusNotFound, fmt.Sprintf("no profile you may use covers %s", requestURL)
+		return nil, http.StatusNotFound, notCovered(requestURL)
 	case len(matches) > 1 && withoutPath(requestURL):
 		names := make([]string, len(matches))
 		for i, m := range matches {
@@ -47,6 +47,17 @@ func (s *server) gitProfile(cred *PeerCred, requestURL string) (*config.GitMatch
 			strings.Join(names, ", "), requestURL)
 	}
 	return &matches[0], 0, ""
+}
+
+// notCovered and notNamed are the 404 messages of the git and docker
+// routes, for a URL or registry no profile the caller may use covers, at
+// the request's start or after a reload took its access away.
+func notCovered(requestURL string) string {
+	return "no profile you may use covers " + requestURL
+}
+
+func notNamed(registry string) string {
+	return "no profile you may use names registry " + registry
 }
 
 // withoutPath reports whether a request URL names only an origin.
@@ -72,7 +83,7 @@ func (s *server) gitCredential(w http.ResponseWriter, r *http.Request) {
 		// A reload while the request waited took the profile or the
 		// caller's access away: it covers nothing the caller may use.
 		s.metrics.tokenRequest("", resultNotFound)
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no profile you may use covers %s", requestURL))
+		writeError(w, http.StatusNotFound, notCovered(requestURL))
 		return
 	}
 	s.metrics.tokenRequest(name, tokenResult(err))
@@ -128,7 +139,7 @@ func (s *server) gitForget(w http.ResponseWriter, r *http.Request, refusal bool)
 	if !s.allowed(cred, name) {
 		// A reload while the body arrived took the profile or the
 		// caller's access away.
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no profile you may use covers %s", requestURL))
+		writeError(w, http.StatusNotFound, notCovered(requestURL))
 		return
 	}
 	var err error
@@ -162,7 +173,7 @@ func (s *server) dockerCredential(w http.ResponseWriter, r *http.Request) {
 	}
 	if p == nil || !s.allowed(cred, p.Name) {
 		s.metrics.tokenRequest("", resultNotFound)
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no profile you may use names registry %s", registry))
+		writeError(w, http.StatusNotFound, notNamed(registry))
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.getTimeout)
@@ -172,7 +183,7 @@ func (s *server) dockerCredential(w http.ResponseWriter, r *http.Request) {
 		// A reload while the request waited took the profile or the
 		// caller's access away: it names nothing the caller may use.
 		s.metrics.tokenRequest("", resultNotFound)
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no profile you may use names registry %s", registry))
+		writeError(w, http.StatusNotFound, notNamed(registry))
 		return
 	}
 	s.metrics.tokenRequest(p.Name, tokenResult(err))
